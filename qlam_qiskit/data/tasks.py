@@ -1,0 +1,200 @@
+"""Sequence-classification tasks built from image data sets: pixel-by-pixel MNIST, Fashion-MNIST, CIFAR-10."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .cifar import has_batches, has_npz, load_cifar
+from .idx import DataError, find_idx, load_idx_split
+
+DATA_ENV = "QLAM_DATA_DIR"
+DEFAULT_TASK = "mnist-mini"
+EMBEDDED_PATH = Path(__file__).resolve().parent / "embedded" / "mnist_mini.npz"
+
+#: psMNIST's fixed pixel order: ``np.random.default_rng(20260605).permutation(784)``.
+#: Pixel ``t`` of a psmnist sequence is row-major pixel ``PSMNIST_PERMUTATION[t]`` of the image.
+PSMNIST_SEED = 20260605
+PSMNIST_PERMUTATION: np.ndarray = np.random.default_rng(PSMNIST_SEED).permutation(784)
+PSMNIST_PERMUTATION.setflags(write=False)
+
+TASKS: dict[str, str] = {
+    "mnist-mini": "embedded MNIST subset (4k train / 1k test), 14x14 read pixel by pixel: T=196, C=1; no download",
+    "smnist": "sequential MNIST, 28x28 read pixel by pixel: T=784, C=1",
+    "psmnist": "permuted sequential MNIST (fixed seed-20260605 pixel permutation): T=784, C=1",
+    "sfmnist": "sequential Fashion-MNIST, pixel by pixel: T=784, C=1",
+    "scifar10": "sequential CIFAR-10, row-major RGB pixels: T=1024, C=3 (C=1 with gray)",
+}
+
+DIGITS = tuple(str(i) for i in range(10))
+FASHION = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+CIFAR10 = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+# task -> (subfolder names tried under a parent data dir, class names)
+_SOURCES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "smnist": (("mnist", "MNIST"), DIGITS),
+    "psmnist": (("mnist", "MNIST"), DIGITS),
+    "sfmnist": (("fashion-mnist", "fashion_mnist", "FashionMNIST"), FASHION),
+    "scifar10": (("cifar10", "cifar-10-batches-py", "cifar-10"), CIFAR10),
+}
+
+
+@dataclass(frozen=True, eq=False)
+class TaskData:
+    """A task's train/val/test sequences, normalised with train statistics, ready for a sequence model."""
+
+    name: str
+    x_train: torch.Tensor  # (N, T, C) float32
+    y_train: torch.Tensor  # (N,) int64
+    x_val: torch.Tensor  # (Nv, T, C) float32
+    y_val: torch.Tensor  # (Nv,) int64
+    x_test: torch.Tensor  # (Nt, T, C) float32
+    y_test: torch.Tensor  # (Nt,) int64
+    num_classes: int
+    class_names: tuple[str, ...]
+
+    @property
+    def seq_len(self) -> int:
+        """Sequence length T (time steps per example)."""
+        return int(self.x_train.shape[1])
+
+    @property
+    def channels(self) -> int:
+        """Input channels C per time step."""
+        return int(self.x_train.shape[2])
+
+
+def _resolve_dir(task: str, data_dir: str | os.PathLike | None) -> Path:
+    """Pick the folder holding the task's files: the argument, else $QLAM_DATA_DIR, else a DataError."""
+    first = "train.npz or cifar-10-batches-py/" if task == "scifar10" else "train-images-idx3-ubyte.gz ..."
+    if data_dir is None:
+        data_dir = os.environ.get(DATA_ENV) or None
+    if data_dir is None:
+        raise DataError(
+            f"no data for task {task}: pass --data-dir DIR (a folder with {first}) or set {DATA_ENV}"
+        )
+    root = Path(data_dir).expanduser()
+    if not root.is_dir():
+        raise DataError(f"data dir {root} does not exist: pass --data-dir DIR (a folder with {first}) or set {DATA_ENV}")
+    subdirs, _ = _SOURCES[task]
+    if task == "scifar10":
+        holds = lambda d: has_npz(d) or has_batches(d)  # noqa: E731
+        nested = [root / s for s in subdirs] + [root / s / "cifar-10-batches-py" for s in subdirs]
+    else:
+        holds = lambda d: find_idx(d, "train-images-idx3-ubyte") is not None  # noqa: E731
+        nested = [root / s for s in subdirs]
+    for cand in [root, *nested]:
+        if cand.is_dir() and holds(cand):
+            return cand
+    want = "train.npz" if task == "scifar10" else "train-images-idx3-ubyte.gz"
+    raise DataError(
+        f"missing file {root / want} (also looked in {', '.join(str(root / s) for s in subdirs)}): "
+        f"pass a --data-dir that holds the {task} files or set {DATA_ENV}"
+    )
+
+
+def _load_embedded() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Load the packaged 14x14 MNIST subset as uint8 (N,14,14) images and int64 labels."""
+    path = EMBEDDED_PATH
+    if not path.is_file():
+        raise DataError(f"missing file {path}: reinstall qlam-qiskit or run scripts/make_embedded.py")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = [z[k] for k in ("x_train", "y_train", "x_test", "y_test")]
+    except Exception as exc:
+        raise DataError(f"corrupt npz file {path} ({type(exc).__name__}): reinstall qlam-qiskit") from None
+    x_tr, y_tr, x_te, y_te = arrays
+    return x_tr, y_tr.astype(np.int64), x_te, y_te.astype(np.int64)
+
+
+def _to_sequences(images: np.ndarray, task: str, gray: bool) -> np.ndarray:
+    """Flatten uint8 images to float32 sequences (N, T, C) in [0, 1], in the task's pixel order."""
+    n = images.shape[0]
+    if task == "scifar10":
+        seq = images.reshape(n, 1024, 3).astype(np.float32) / 255.0  # (N, 1024, 3)
+        if gray:
+            seq = (seq @ LUMA)[:, :, None]  # (N, 1024, 1)
+        return seq
+    seq = images.reshape(n, int(np.prod(images.shape[1:])))  # (N, H*W) uint8
+    if task == "psmnist":
+        seq = seq[:, PSMNIST_PERMUTATION]  # (N, 784)
+    return (seq.astype(np.float32) / 255.0)[:, :, None]  # (N, T, 1)
+
+
+def load_task(
+    name: str,
+    data_dir: str | os.PathLike | None = None,
+    *,
+    gray: bool = False,
+    limit_train: int | None = None,
+    limit_test: int | None = None,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+) -> TaskData:
+    """Load a task as normalised (N, T, C) sequences with a seeded validation split carved from train.
+
+    Validation takes ``round(val_fraction * N)`` examples of the shuffled train split before any limit;
+    ``limit_train`` keeps the first k of the rest and caps validation at ``max(1, limit_train // 9)``;
+    ``limit_test`` keeps the first k of a seeded shuffle of test. Channel mean/std come from the final
+    train split. ``psmnist`` uses the fixed pixel order ``PSMNIST_PERMUTATION``
+    (``np.random.default_rng(20260605).permutation(784)``).
+    """
+    if name not in TASKS:
+        raise DataError(f"unknown task {name!r}: choose one of {', '.join(TASKS)}")
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    for label, lim in (("limit_train", limit_train), ("limit_test", limit_test)):
+        if lim is not None and lim < 1:
+            raise ValueError(f"{label} must be a positive integer, got {lim}")
+
+    if name == "mnist-mini":
+        x_tr, y_tr, x_te, y_te = _load_embedded()
+        class_names = DIGITS
+    else:
+        folder = _resolve_dir(name, data_dir)
+        class_names = _SOURCES[name][1]
+        if name == "scifar10":
+            x_tr, y_tr, x_te, y_te = load_cifar(folder)
+        else:
+            x_tr, y_tr = load_idx_split(folder, "train")
+            x_te, y_te = load_idx_split(folder, "t10k")
+
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(x_tr))
+    n_val = int(round(val_fraction * len(x_tr)))
+    val_idx, train_idx = order[:n_val], order[n_val:]
+    if limit_train is not None:
+        train_idx = train_idx[:limit_train]
+        val_idx = val_idx[: min(len(val_idx), max(1, limit_train // 9))]
+    test_idx = np.arange(len(x_te))
+    if limit_test is not None:
+        test_idx = rng.permutation(len(x_te))[:limit_test]
+
+    xs_tr = _to_sequences(x_tr[train_idx], name, gray)  # (N, T, C)
+    xs_val = _to_sequences(x_tr[val_idx], name, gray)  # (Nv, T, C)
+    xs_te = _to_sequences(x_te[test_idx], name, gray)  # (Nt, T, C)
+    mean = xs_tr.mean(axis=(0, 1), dtype=np.float64).astype(np.float32)  # (C,)
+    std = np.maximum(xs_tr.std(axis=(0, 1), dtype=np.float64), 1e-6).astype(np.float32)  # (C,)
+
+    def norm(x: np.ndarray) -> torch.Tensor:
+        """Standardise with train statistics and wrap as a float32 tensor."""
+        x -= mean
+        x /= std
+        return torch.from_numpy(x)
+
+    return TaskData(
+        name=name,
+        x_train=norm(xs_tr),
+        y_train=torch.from_numpy(np.ascontiguousarray(y_tr[train_idx], dtype=np.int64)),
+        x_val=norm(xs_val),
+        y_val=torch.from_numpy(np.ascontiguousarray(y_tr[val_idx], dtype=np.int64)),
+        x_test=norm(xs_te),
+        y_test=torch.from_numpy(np.ascontiguousarray(y_te[test_idx], dtype=np.int64)),
+        num_classes=len(class_names),
+        class_names=class_names,
+    )
