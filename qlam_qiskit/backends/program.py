@@ -110,14 +110,16 @@ def segment_gates(gates: Sequence[Gate]) -> list[Segment]:
 
 
 def gate_angles(gate: Gate, theta: Tensor | None, w: Tensor) -> tuple[Tensor, ...]:
-    """Angles of ``gate`` for inputs θ (..., m) or None and weights w (H, P); shape (H, ...)."""
+    """Angles of ``gate`` for weights w (H, P) and inputs θ (..., H, B, m) or None.
+
+    Returns one tensor per gate angle, shaped (H,) without inputs or (..., H, B) with them.
+    """
     a_w = torch.as_tensor(gate.a_w, dtype=w.dtype, device=w.device)  # (A, P)
     c = torch.as_tensor(gate.c, dtype=w.dtype, device=w.device)  # (A,)
     ang = w @ a_w.T + c  # (H, A)
     if theta is not None:
-        a_in = torch.as_tensor(gate.a_in, dtype=theta.dtype, device=theta.device)
-        extra = theta.dim() - 2  # theta is (H, ..., m)
-        ang = ang.reshape(ang.shape[:1] + (1,) * extra + ang.shape[1:]) + theta @ a_in.T
+        a_in = torch.as_tensor(gate.a_in, dtype=theta.dtype, device=theta.device)  # (A, m)
+        ang = ang[:, None, :] + theta @ a_in.T  # (..., H, B, A)
     return tuple(ang.unbind(-1))
 
 

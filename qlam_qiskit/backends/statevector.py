@@ -2,12 +2,14 @@
 
 Built from the Qiskit cell template: fixed gate runs are fused into one 2^n×2^n unitary per forward
 pass, diagonal input runs become one phase per basis state computed for all tokens at once, and the
-time loop is then one elementwise product and one batched matmul per token. ``H`` independent
-memories (heads) run side by side as a batch of unitaries.
+time loop is then one elementwise product and one batched matmul per token (``scan.py``). H
+independent memories (heads) run side by side as a batch of unitaries. Tensors are time-major:
+inputs θ (T, H, B, m), states (T, H, B, D), so every per-token slice is contiguous.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Sequence
 
 import numpy as np
@@ -19,17 +21,30 @@ from ..circuits.readout import ReadoutTemplate
 from .gates import apply_matrix, gate_matrix
 from .program import (EngineError, Segment, compile_gates, diag_patterns, fixed_unitary_t,
                       gate_angles, segment_gates)
+from .scan import diag_unitary_scan
 
 Tensor = torch.Tensor
 DTYPES = {"complex64": torch.complex64, "complex128": torch.complex128}
 
 
-def _real(dtype: torch.dtype) -> torch.dtype:
+def real_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float32 for complex64, float64 for complex128."""
     return torch.float64 if dtype == torch.complex128 else torch.float32
 
 
+def as_complex_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """Accept "complex64"/"complex128" or a torch dtype; refuse anything else."""
+    if isinstance(dtype, str):
+        if dtype not in DTYPES:
+            raise EngineError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+        return DTYPES[dtype]
+    if dtype not in DTYPES.values():
+        raise EngineError(f"dtype must be complex64 or complex128, got {dtype}")
+    return dtype
+
+
 class CircuitProgram:
-    """A parameterized circuit compiled for the engine: state in, state out, for H weight sets."""
+    """A parameterized circuit compiled for the engine: applies to states of H weight sets."""
 
     def __init__(self, circuit: QuantumCircuit, inputs: Sequence[Parameter] = (),
                  weights: Sequence[Parameter] = ()) -> None:
@@ -41,123 +56,147 @@ class CircuitProgram:
                           for i, s in enumerate(self.segments) if s.kind == "diag"}
 
     @property
-    def dim(self) -> int:
-        return 2**self.num_qubits
+    def kinds(self) -> list[str]:
+        """Segment kinds in order, e.g. ["diag", "fixed"] for the default QLAM cell."""
+        return [s.kind for s in self.segments]
 
     def prepare(self, theta: Tensor | None, w: Tensor, dtype: torch.dtype) -> list:
-        """Per-segment tensors for inputs θ (H, B, T, m) and weights w (H, P).
+        """Per-segment tensors for inputs θ (T, H, B, m) or None, and weights w (H, P).
 
-        fixed -> Uᵀ (H, D, D); diag -> phases (H, B, T, D); gates -> list of (gate, angles).
+        fixed -> Uᵀ (H, D, D); diag -> phases (T, H, B, D); gates -> [(gate, angles (T, H, B))].
+        A global phase is folded into the first fixed block or the first phases.
         """
         out: list = []
+        phase = self.global_phase
         for i, seg in enumerate(self.segments):
             if seg.kind == "fixed":
-                phase = self.global_phase if i == 0 else 0.0
                 out.append(fixed_unitary_t(seg.gates, w, self.num_qubits, dtype, phase))
+                phase = 0.0
             elif seg.kind == "diag":
-                ang = torch.stack([torch.stack(gate_angles(g, theta, w), -1)[..., 0]
-                                   for g in seg.gates], -1)  # (H, B, T, G)
-                pat = self._patterns[i].to(device=w.device, dtype=ang.dtype)  # (G, D)
-                out.append(torch.polar(torch.ones((), dtype=ang.dtype, device=w.device),
-                                       ang @ pat))  # (H, B, T, D)
-            else:
-                out.append([(g, gate_angles(g, theta, w)) for g in seg.gates])  # (H, B, T) each
-        if self.global_phase and (not self.segments or self.segments[0].kind != "fixed"):
-            out.append(complex(np.cos(self.global_phase), np.sin(self.global_phase)))
-        return out
-
-    def slice(self, prepared: list, steps: int) -> list:
-        """Unbind prepared input tensors along time once: a list over tokens of step inputs.
-
-        Slicing with ``unbind()`` up front matters: indexing ``x[:, :, t]`` inside the loop makes
-        the backward pass quadratic in T.
-        """
-        cols = []
-        for seg, p in zip(self.segments, prepared):
-            if seg.kind == "fixed":
-                cols.append(None)
-            elif seg.kind == "diag":
-                cols.append(p.unbind(2))  # T x (H, B, D)
-            else:
-                cols.append([(g, [x.unbind(2) for x in ang]) for g, ang in p])
-        out = []
-        for k in range(steps):
-            step = []
-            for seg, p, c in zip(self.segments, prepared, cols):
-                if seg.kind == "fixed":
-                    step.append(p)
-                elif seg.kind == "diag":
-                    step.append(c[k])
+                ang = torch.stack([gate_angles(g, theta, w)[0] for g in seg.gates], -1)
+                if all(len(g.qubits) == 1 for g in seg.gates):
+                    d = self._product_phases(seg, ang)  # (T, H, B, D)
+                    out.append(d * complex(np.cos(phase), np.sin(phase)) if phase else d)
                 else:
-                    step.append([(g, tuple(x[k] for x in ang)) for g, ang in c])
-            step.extend(prepared[len(self.segments):])
-            out.append(step)
+                    pat = self._patterns[i].to(device=w.device, dtype=ang.dtype)  # (G, D)
+                    arg = ang @ pat + phase  # (T, H, B, G) @ (G, D) -> (T, H, B, D)
+                    out.append(torch.polar(torch.ones((), dtype=ang.dtype, device=w.device), arg))
+                phase = 0.0
+            else:
+                out.append([(g, gate_angles(g, theta, w)) for g in seg.gates])
+        if phase:
+            raise EngineError("a global phase on a circuit with only non-diagonal input gates is "
+                              "not supported; remove it (it does not change expectation values)")
         return out
 
-    def step(self, psi: Tensor, step: list) -> Tensor:
-        """Apply the program once to states ψ (H, B, D) with one token's sliced inputs."""
+    def _product_phases(self, seg: Segment, ang: Tensor) -> Tensor:
+        """Phases of single-qubit diagonal gates as a Kronecker product of per-qubit factors.
+
+        Needs n sin/cos per token instead of 2^n, and the same values as exp(i·ang @ pattern).
+        """
+        n = self.num_qubits
+        arg = [None] * n  # per qubit: phase of |0> and |1>, (T, H, B, 2)
+        for j, g in enumerate(seg.gates):
+            local = torch.as_tensor(diag_patterns((replace(g, qubits=(0,)),), 1)[0],
+                                    dtype=ang.dtype, device=ang.device)  # (2,)
+            term = ang[..., j, None] * local  # (T, H, B, 2)
+            q = g.qubits[0]
+            arg[q] = term if arg[q] is None else arg[q] + term
+        one = torch.ones((), dtype=ang.dtype, device=ang.device)
+        d = None
+        for q in range(n - 1, -1, -1):  # most significant qubit first
+            f = torch.polar(one, arg[q]) if arg[q] is not None else None  # (T, H, B, 2)
+            if f is None:
+                f = torch.ones(ang.shape[:-1] + (2,), dtype=ang.dtype, device=ang.device)
+                f = f.to(torch.complex128 if ang.dtype == torch.float64 else torch.complex64)
+            d = f if d is None else (d[..., :, None] * f[..., None, :]).flatten(-2)
+        return d
+
+    def step(self, psi: Tensor, prepared: list, t: int = 0) -> Tensor:
+        """Apply the program to states ψ (H, B, D) with token t of the prepared inputs."""
         h, b, d = psi.shape
-        for seg, p in zip(self.segments, step):
+        for seg, p in zip(self.segments, prepared):
             if seg.kind == "fixed":
                 psi = torch.bmm(psi, p)  # (H, B, D) @ (H, D, D)
             elif seg.kind == "diag":
-                psi = psi * p  # (H, B, D)
+                psi = psi * p[t]  # (H, B, D)
             else:
                 flat = psi.reshape(h * b, d)
-                for g, ang in p:  # angles (H, B) per gate
-                    mat = gate_matrix(g.name, tuple(a.reshape(h * b) for a in ang),
+                for g, ang in p:  # angles (T, H, B) per gate
+                    mat = gate_matrix(g.name, tuple(a[t].reshape(h * b) for a in ang),
                                       dtype=psi.dtype, device=psi.device)
                     flat = apply_matrix(flat, mat, g.qubits, self.num_qubits)
                 psi = flat.reshape(h, b, d)
-        if len(step) > len(self.segments):  # trailing global phase
-            psi = psi * step[-1]
         return psi
 
 
+def _unbind_time(prepared: list, kinds: list[str]) -> list:
+    """Slice input tensors along time once (indexing per step makes backward O(T^2))."""
+    out = []
+    for kind, p in zip(kinds, prepared):
+        if kind == "diag":
+            p = p.unbind(0)
+        elif kind == "gates":
+            p = [(g, [a.unbind(0) for a in ang]) for g, ang in p]
+        out.append(p)
+    return out
+
+
 class SequenceEngine:
-    """Runs init + cell^T for batches of per-token angles; returns every state or the last one."""
+    """Runs init + cell^T over batches of per-token angles, for H memories at once."""
 
     def __init__(self, cell: CellTemplate, init: QuantumCircuit | None = None, *,
-                 dtype: str | torch.dtype = "complex64") -> None:
-        self.dtype = DTYPES[dtype] if isinstance(dtype, str) else dtype
+                 dtype: str | torch.dtype = "complex64", fast: bool = True) -> None:
+        self.dtype = as_complex_dtype(dtype)
+        self.fast = fast
+        """Use the fused scan when the cell is (diagonal input block, fixed mixing block)."""
         self.cell = CircuitProgram(cell.circuit, list(cell.inputs), list(cell.weights))
         self.init = CircuitProgram(init) if init is not None else None
         self.num_qubits = cell.circuit.num_qubits
 
     def initial_state(self, heads: int, batch: int, device=None) -> Tensor:
         """|0…0⟩ pushed through the init block: (H, B, D)."""
-        d = 2**self.num_qubits
-        psi = torch.zeros(heads, batch, d, dtype=self.dtype, device=device)
+        psi = torch.zeros(heads, batch, 2**self.num_qubits, dtype=self.dtype, device=device)
         psi[..., 0] = 1
         if self.init is not None:
-            w = torch.zeros(heads, 0, dtype=_real(self.dtype), device=device)
+            w = torch.zeros(heads, 0, dtype=real_dtype(self.dtype), device=device)
             psi = self.init.step(psi, self.init.prepare(None, w, self.dtype))
         return psi
 
     def run(self, theta: Tensor, w: Tensor, psi0: Tensor | None = None, *,
             all_states: bool = True) -> Tensor:
-        """States after each token. θ (H, B, T, m), w (H, P) -> (H, B, T, D), or (H, B, D) if not all."""
-        h, b, t, m = theta.shape
-        if m != self.cell.num_inputs or w.shape != (h, self.cell.num_weights):
-            raise EngineError(f"expected θ (H, B, T, {self.cell.num_inputs}) and w "
+        """θ (T, H, B, m), w (H, P) -> states after each token (T, H, B, D), or the last (H, B, D)."""
+        if theta.dim() != 4 or theta.shape[-1] != self.cell.num_inputs \
+                or w.shape != (theta.shape[1], self.cell.num_weights):
+            raise EngineError(f"expected θ (T, H, B, {self.cell.num_inputs}) and w "
                               f"(H, {self.cell.num_weights}), got {tuple(theta.shape)} and "
                               f"{tuple(w.shape)}")
-        real = _real(self.dtype)
+        t, h, b, _ = theta.shape
+        real = real_dtype(self.dtype)
         theta, w = theta.to(real), w.to(real)
         psi = self.initial_state(h, b, theta.device) if psi0 is None else psi0.to(self.dtype)
+        prep = self.cell.prepare(theta, w, self.dtype)
+        if self.fast and self.cell.kinds == ["diag", "fixed"]:
+            states = diag_unitary_scan(psi, prep[0], prep[1])  # (T, H, B, D)
+            return states if all_states else states[-1]
+        sliced = _unbind_time(prep, self.cell.kinds)
         states = []
-        for step in self.cell.slice(self.cell.prepare(theta, w, self.dtype), t):
-            psi = self.cell.step(psi, step)
+        for k in range(t):
+            psi = self.cell.step(psi, sliced, k)
             if all_states:
                 states.append(psi)
-        return torch.stack(states, dim=2) if all_states else psi
+        return torch.stack(states) if all_states else psi
 
 
 class ReadoutEngine:
-    """Expectations of K learned-basis queries: ⟨ψ| U_k† Z_S U_k |ψ⟩ for every term S."""
+    """Expectations of K learned-basis queries: ⟨ψ| U_k† Z_S U_k |ψ⟩ for every Z term S.
+
+    Computed in real arithmetic, which runs as plain float GEMMs: [Re ψ, Im ψ] times the real form
+    of all K rotations at once, squared, then one matmul with the ±1 sign table of the terms.
+    """
 
     def __init__(self, template: ReadoutTemplate, *, dtype: str | torch.dtype = "complex64") -> None:
-        self.dtype = DTYPES[dtype] if isinstance(dtype, str) else dtype
+        self.dtype = as_complex_dtype(dtype)
         self.template = template
         w = list(template.weights)
         self.queries = [CircuitProgram(qc, (), w) for qc in template.circuits]
@@ -165,22 +204,30 @@ class ReadoutEngine:
         idx = np.arange(2**n)
         signs = 1 - 2 * ((idx[:, None] >> np.arange(n)[None, :]) & 1)  # (D, n): ±1 per Z_q
         zmat = np.stack([signs[:, list(t)].prod(axis=1) for t in template.terms], axis=1)
-        self._zmat = torch.as_tensor(zmat, dtype=torch.float64)  # (D, M)
+        k = template.num_queries
+        # (K*2D, K*M): amplitude-squared (re and im rows) of query k -> its M term values
+        z2 = np.kron(np.eye(k), np.repeat(zmat, 2, axis=0))
+        self._z2 = torch.as_tensor(z2, dtype=torch.float64)
 
     def rotations_t(self, r: Tensor) -> Tensor:
         """Transposed query unitaries (H, K, D, D) for readout weights r (H, 3nK)."""
-        r = r.to(_real(self.dtype))
+        r = r.to(real_dtype(self.dtype))
         return torch.stack([fixed_unitary_t(q.segments[0].gates, r, q.num_qubits, self.dtype)
                             for q in self.queries], dim=1)
 
     def __call__(self, states: Tensor, r: Tensor) -> Tensor:
-        """States (H, ..., D) and weights r (H, 3nK) -> expectations (H, ..., K, M), real."""
-        h, d = states.shape[0], states.shape[-1]
-        lead = states.shape[1:-1]
-        rot = self.rotations_t(r)  # (H, K, D, D)
-        flat = states.reshape(h, 1, -1, d)  # (H, 1, N, D)
-        amp = flat @ rot  # (H, K, N, D)
-        prob = amp.real**2 + amp.imag**2  # (H, K, N, D)
-        z = self._zmat.to(device=prob.device, dtype=prob.dtype)
-        ev = prob @ z  # (H, K, N, M)
-        return ev.permute(0, 2, 1, 3).reshape((h,) + lead + ev.shape[1:2] + ev.shape[3:])
+        """States (..., H, B, D) and weights r (H, 3nK) -> expectations (..., H, B, K, M), real."""
+        h, b, d = states.shape[-3:]
+        lead = states.shape[:-3]
+        rot = self.rotations_t(r)  # (H, K, D, D) complex, amp_k = ψ @ rot[k]
+        k = rot.shape[1]
+        # real form: [re ψ_j, im ψ_j] interleaved rows -> [re a_i, im a_i] interleaved columns
+        c, s = rot.real, rot.imag  # (H, K, D, D)
+        blk = torch.stack([torch.stack([c, s], -1), torch.stack([-s, c], -1)], -2)  # (H,K,D,D,2,2)
+        rr = blk.permute(0, 2, 4, 1, 3, 5).reshape(h, 2 * d, k * 2 * d)  # (H, 2D, K*2D)
+        x = torch.view_as_real(states.to(self.dtype))  # (..., H, B, D, 2)
+        x = x.reshape(-1, h, b, 2 * d).transpose(0, 1).reshape(h, -1, 2 * d)  # (H, N, 2D)
+        amp = torch.bmm(x, rr)  # (H, N, K*2D)
+        ev = (amp * amp) @ self._z2.to(device=amp.device, dtype=amp.dtype)  # (H, N, K*M)
+        ev = ev.reshape(h, -1, b, k, ev.shape[-1] // k).transpose(0, 1)  # (L, H, B, K, M)
+        return ev.reshape(lead + (h, b, k, ev.shape[-1]))

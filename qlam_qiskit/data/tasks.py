@@ -57,6 +57,8 @@ class TaskData:
     y_test: torch.Tensor  # (Nt,) int64
     num_classes: int
     class_names: tuple[str, ...]
+    mean: tuple[float, ...] = ()  # (C,) train statistics used to standardise, kept for checkpoints
+    std: tuple[float, ...] = ()  # (C,)
 
     @property
     def seq_len(self) -> int:
@@ -197,4 +199,6 @@ def load_task(
         y_test=torch.from_numpy(np.ascontiguousarray(y_te[test_idx], dtype=np.int64)),
         num_classes=len(class_names),
         class_names=class_names,
+        mean=tuple(float(v) for v in mean),
+        std=tuple(float(v) for v in std),
     )

@@ -1,0 +1,143 @@
+"""The ``qlam-qiskit`` command line: train (``run``) and list backends (``backends``)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import click
+import torch
+
+from ..backends.program import EngineError
+from ..backends.registry import BACKENDS, backend_names, require_available
+from ..data import DATA_ENV, DEFAULT_TASK, TASKS, DataError, load_task
+from ..models import ModelConfig, QLAMClassifier
+from ..training import runtime
+from ..training.loop import TrainConfig, seed_everything, train
+from ..training.presets import preset
+
+USER_ERRORS = (DataError, EngineError, ValueError, FileNotFoundError, FileExistsError)
+
+
+def _fail(err: BaseException) -> click.ClickException:
+    """One line for the user, no traceback."""
+    return click.ClickException(str(err).splitlines()[0] if str(err) else type(err).__name__)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="qlam-qiskit")
+def main() -> None:
+    """QLAM: quantum recurrent sequence models on Qiskit."""
+
+
+@main.command("backends")
+def backends_cmd() -> None:
+    """List the backends and what each needs."""
+    for b in BACKENDS:
+        state = "available" if b.available else "not yet in this release"
+        click.echo(f"{b.name:14s} {b.summary}\n{'':14s} needs: {b.needs}; {state}")
+
+
+def _check_device(device: str) -> None:
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: no CUDA device is visible to torch here; "
+                         "use --device cpu or install a CUDA build of torch")
+    torch.device(device)  # raises on malformed names
+
+
+@main.command("run")
+@click.option("--task", type=click.Choice(list(TASKS)), default=DEFAULT_TASK, show_default=True,
+              help="Sequence task: " + "; ".join(f"{k}: {v}" for k, v in TASKS.items()))
+@click.option("--data-dir", type=click.Path(file_okay=False), envvar=DATA_ENV,
+              help=f"Folder with the task's files (or their parent); env {DATA_ENV}.")
+@click.option("--gray", is_flag=True, help="scifar10: one luminance channel instead of RGB.")
+@click.option("--backend", default="statevector", show_default=True,
+              help="Where circuits run: " + ", ".join(backend_names()) + ".")
+@click.option("--qubits", type=click.IntRange(1, 14), help="Qubits per quantum memory.")
+@click.option("--heads", type=click.IntRange(1), help="Quantum memories per layer.")
+@click.option("--layers", type=click.IntRange(1), help="Stacked QLAM blocks.")
+@click.option("--queries", type=click.IntRange(1), help="Learned measurement bases per memory.")
+@click.option("--d-model", type=click.IntRange(1), help="Width of the residual stream.")
+@click.option("--depth", type=click.IntRange(0), help="Mixing layers per token.")
+@click.option("--entanglement", type=click.Choice(["ring", "linear", "full", "none"]))
+@click.option("--entangler", type=click.Choice(["cz", "cx", "rzz"]))
+@click.option("--encoding", type=click.Choice(["rz", "rz_zz", "ry_rz"]))
+@click.option("--dtype", type=click.Choice(["complex64", "complex128"]))
+@click.option("--epochs", type=click.IntRange(1), help="Training epochs.")
+@click.option("--batch-size", type=click.IntRange(1))
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Peak LR, classical params.")
+@click.option("--circuit-lr", type=click.FloatRange(min=0, min_open=True),
+              help="Peak LR of circuit angles.")
+@click.option("--limit-train", type=click.IntRange(1), help="Use at most this many training images.")
+@click.option("--limit-test", type=click.IntRange(1), help="Use at most this many test images.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--threads", type=click.IntRange(1), help="Torch CPU threads (default: torch's).")
+@click.option("--out", type=click.Path(file_okay=False),
+              help="Run folder (default: a new folder under ./runs/).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def run_cmd(task, data_dir, gray, backend, epochs, batch_size, lr, circuit_lr, limit_train,
+            limit_test, seed, device, threads, out, resume, quiet, **model_opts) -> None:
+    """Train a QLAM classifier on a sequence task and report its test accuracy."""
+    try:
+        require_available(backend)
+        _check_device(device)
+        nthreads = runtime.configure(threads)
+        if resume:
+            if not out:
+                raise ValueError("--resume needs --out DIR pointing at the run to continue")
+            ckpt = Path(out) / "checkpoint.pt"
+            if not ckpt.is_file():
+                raise FileNotFoundError(f"{ckpt} not found: nothing to resume; drop --resume")
+            state = torch.load(ckpt, map_location="cpu", weights_only=False)
+            mcfg = ModelConfig(**state["model_config"])
+            tcfg = TrainConfig(**{**state["train_config"], "device": device})
+            if epochs:
+                tcfg.epochs = epochs
+            d = state["data"]
+            task, gray, limit_train, limit_test = d["task"], d["gray"], d["limit_train"], d["limit_test"]
+            data_dir = data_dir or d.get("data_dir")
+        else:
+            p = preset(task)
+            mcfg = ModelConfig(**{**p["model"], **{k: v for k, v in model_opts.items()
+                                                  if v is not None}})
+            given = {"epochs": epochs, "batch_size": batch_size, "lr": lr,
+                     "circuit_lr": circuit_lr}
+            tcfg = TrainConfig(**{**p["train"], **{k: v for k, v in given.items() if v is not None},
+                                  "seed": seed, "device": device})
+        out = Path(out) if out else Path("runs") / f"{task}-{time.strftime('%Y%m%d-%H%M%S')}"
+        if not resume and (out / "checkpoint.pt").exists():
+            raise FileExistsError(f"{out} already holds a run; pass --resume to continue it "
+                                  "or choose another --out")
+        data = load_task(task, data_dir, gray=gray, limit_train=limit_train,
+                         limit_test=limit_test, seed=tcfg.seed)
+        mcfg.d_input, mcfg.num_classes = data.channels, data.num_classes
+        seed_everything(tcfg.seed)
+        model = QLAMClassifier(mcfg)
+    except USER_ERRORS as err:
+        raise _fail(err) from None
+
+    n_params = sum(p.numel() for p in model.parameters())
+    click.echo(f"qlam-qiskit run: task {task} ({len(data.x_train)} train / {len(data.x_val)} val / "
+               f"{len(data.x_test)} test, T={data.seq_len}, C={data.channels}), backend {backend}, "
+               f"{mcfg.layers} layer(s) x {mcfg.heads} memories x {mcfg.qubits} qubits, "
+               f"{n_params:,} parameters, {tcfg.epochs} epochs, device {device}, "
+               f"{nthreads} thread(s) -> {out}")
+    meta = {"model": "qlam", "backend": backend, "model_config": asdict(mcfg),
+            "data": {"task": task, "data_dir": str(data_dir) if data_dir else None, "gray": gray,
+                     "limit_train": limit_train, "limit_test": limit_test,
+                     "seq_len": data.seq_len, "mean": list(data.mean), "std": list(data.std),
+                     "class_names": list(data.class_names)}}
+    try:
+        result = train(model, data, tcfg, out, meta=meta, resume=resume, progress=not quiet)
+    except KeyboardInterrupt:
+        raise click.ClickException(f"interrupted; continue with: qlam-qiskit run --resume "
+                                   f"--out {out}") from None
+    except USER_ERRORS as err:
+        raise _fail(err) from None
+    click.echo(f"test accuracy {result['test_accuracy']:.4f} (val {result['val_accuracy']:.4f}) "
+               f"after {result['epochs']} epochs, {result['train_seconds']:.0f}s training; "
+               f"results in {out}/result.json")
+

@@ -1,0 +1,138 @@
+"""QLAM layer and classifier: tokens -> angles -> quantum memories -> learned-basis readouts.
+
+The recurrence, per head h and token t (all heads and samples batched in the engine):
+
+    θ_t   = W x_t + b                       classical affine map to RZ angles
+    |ψ_t> = M(w_h) E(θ_t) |ψ_{t-1}>          QLAM cell (circuits/cell.py), |ψ_0> = |+>^n
+    y_t   = ⟨ψ_t| U_k† Z_S U_k |ψ_t⟩         K learned bases × Z terms (circuits/readout.py)
+    out_t = V y_t                           linear map of all heads' readouts
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from ..backends.statevector import ReadoutEngine, SequenceEngine
+from ..circuits.cell import CellConfig, init_circuit, qlam_cell
+from ..circuits.readout import qlam_readout
+
+Tensor = torch.Tensor
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of a QLAM classifier; ``asdict`` of it is stored in every checkpoint."""
+
+    d_input: int = 1
+    """Channels per token (1 for grayscale pixels, 3 for RGB). Default: 1."""
+    num_classes: int = 10
+    """Output classes. Default: 10."""
+    d_model: int = 64
+    """Width of the residual stream between QLAM layers. Default: 64."""
+    layers: int = 2
+    """Stacked QLAM blocks. Default: 2."""
+    heads: int = 8
+    """Independent quantum memories per layer. Default: 8."""
+    qubits: int = 4
+    """Qubits per memory. Default: 4."""
+    depth: int = 1
+    """Mixing layers per token in the cell. Default: 1."""
+    entanglement: str = "ring"
+    """Entangling layout of the cell: ring, linear, full, none. Default: "ring"."""
+    entangler: str = "cz"
+    """Two-qubit gate of the cell: cz, cx, rzz. Default: "cz"."""
+    encoding: str = "rz"
+    """Input block: rz, rz_zz or ry_rz (see CellConfig). Default: "rz"."""
+    queries: int = 2
+    """Learned measurement bases K per memory. Default: 2."""
+    correlators: str = "pairs"
+    """Z-correlators read per query besides each ⟨Z_q⟩: none, pairs (entangled pairs), all. Default: "pairs"."""
+    dropout: float = 0.0
+    """Dropout on residual branches. Default: 0.0."""
+    mix_init: float = 0.5
+    """Mixing angles start uniform in [-mix_init, mix_init]: near a fixed entangler, a long-memory start. Default: 0.5."""
+    dtype: str = "complex64"
+    """Statevector precision: complex64 or complex128. Default: "complex64"."""
+
+    def cell_config(self) -> CellConfig:
+        return CellConfig(qubits=self.qubits, depth=self.depth, entanglement=self.entanglement,
+                          entangler=self.entangler, encoding=self.encoding)
+
+
+class QLAMLayer(nn.Module):
+    """H quantum memories read by K learned bases at every token (or only the last)."""
+
+    def __init__(self, d_in: int, d_out: int, *, heads: int = 1, cell: CellConfig = CellConfig(),
+                 queries: int = 2, correlators: str = "pairs", readout: str = "all",
+                 mix_init: float = 0.5, dtype: str = "complex64") -> None:
+        super().__init__()
+        if readout not in ("all", "last"):
+            raise ValueError(f"readout must be 'all' or 'last', got {readout!r}")
+        self.heads, self.readout = heads, readout
+        self.cell_template = qlam_cell(cell)
+        self.readout_template = qlam_readout(cell.qubits, queries, correlators=correlators,
+                                             pairs=cell.entangling_pairs)
+        self.engine = SequenceEngine(self.cell_template, init_circuit(cell.qubits), dtype=dtype)
+        self.measure = ReadoutEngine(self.readout_template, dtype=dtype)
+        m, p = cell.num_inputs, cell.num_weights
+        self.proj = nn.Linear(d_in, heads * m)  # token -> per-head input angles
+        nn.init.normal_(self.proj.weight, std=1.0 / math.sqrt(d_in))
+        nn.init.uniform_(self.proj.bias, -math.pi, math.pi)
+        self.mix = nn.Parameter(torch.empty(heads, p).uniform_(-mix_init, mix_init))  # (H, P)
+        self.basis = nn.Parameter(torch.rand(heads, len(self.readout_template.weights))
+                                  * 2 * math.pi)  # (H, 3nK)
+        for angle in (self.mix, self.basis):  # circuit angles: own lr, no weight decay
+            angle._optim = {"weight_decay": 0.0, "circuit": True}
+        self.out = nn.Linear(heads * self.readout_template.num_outputs, d_out)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x (B, T, d_in) -> (B, T, d_out), or (B, d_out) when readout='last'."""
+        b, t, _ = x.shape
+        theta = self.proj(x.transpose(0, 1)).view(t, b, self.heads, -1).transpose(1, 2)  # (T, H, B, m)
+        states = self.engine.run(theta, self.mix, all_states=self.readout == "all")
+        ev = self.measure(states, self.basis)  # (T, H, B, K, M) or (H, B, K, M)
+        ev = ev.movedim(-3, 0).flatten(-3)  # (B, T, H*K*M) or (B, H*K*M)
+        return self.out(ev.to(self.out.weight.dtype))
+
+
+class QLAMBlock(nn.Module):
+    """Pre-norm residual block: x + QLAM(LN x), then x + MLP(LN x)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        d = cfg.d_model
+        self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.qlam = QLAMLayer(d, d, heads=cfg.heads, cell=cfg.cell_config(), queries=cfg.queries,
+                              correlators=cfg.correlators, mix_init=cfg.mix_init, dtype=cfg.dtype)
+        self.mlp = nn.Sequential(nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, d))
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.drop(self.qlam(self.norm1(x)))  # (B, T, d)
+        return x + self.drop(self.mlp(self.norm2(x)))
+
+
+class QLAMClassifier(nn.Module):
+    """Embed tokens, stack QLAM blocks, mean-pool over time, classify."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.config = cfg
+        self.embed = nn.Linear(cfg.d_input, cfg.d_model)
+        self.blocks = nn.ModuleList(QLAMBlock(cfg) for _ in range(cfg.layers))
+        self.norm = nn.LayerNorm(cfg.d_model)
+        self.head = nn.Linear(cfg.d_model, cfg.num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x (B, T, d_input) -> logits (B, num_classes)."""
+        h = self.embed(x)  # (B, T, d)
+        for block in self.blocks:
+            h = block(h)
+        return self.head(self.norm(h).mean(dim=1))  # (B, classes)
+
+    def config_dict(self) -> dict:
+        return asdict(self.config)

@@ -1,0 +1,183 @@
+"""Training loop shared by QLAM and the baselines: AdamW, warmup + cosine, clipping, resume."""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .checkpoint import save_json, save_jsonl, save_torch
+
+Tensor = torch.Tensor
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings; ``asdict`` of it is stored in every checkpoint."""
+
+    epochs: int = 10
+    """Passes over the training split. Default: 10."""
+    batch_size: int = 64
+    """Training batch size. Default: 64."""
+    lr: float = 3e-3
+    """Peak learning rate of classical parameters. Default: 3e-3."""
+    circuit_lr: float = 1e-2
+    """Peak learning rate of circuit angles (mixing and basis angles, no weight decay). Default: 1e-2."""
+    weight_decay: float = 0.05
+    """AdamW weight decay on classical weight matrices (not biases, norms or angles). Default: 0.05."""
+    warmup: float = 0.05
+    """Fraction of all steps spent in linear warmup before the cosine decay. Default: 0.05."""
+    clip: float = 1.0
+    """Gradient-norm clip. Default: 1.0."""
+    label_smoothing: float = 0.0
+    """Cross-entropy label smoothing. Default: 0.0."""
+    eval_batch_size: int = 256
+    """Batch size for validation and test. Default: 256."""
+    seed: int = 0
+    """Seed for initialisation, shuffling and dropout; CPU runs repeat exactly. Default: 0."""
+    device: str = "cpu"
+    """Torch device: cpu, cuda, cuda:N. Default: "cpu"."""
+
+
+def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
+    """Three groups: decayed weight matrices, undecayed biases/norms, circuit angles (own lr)."""
+    decay, no_decay, circuit = [], [], []
+    for p in model.parameters():
+        if not p.requires_grad:
+            continue
+        opt = getattr(p, "_optim", {})
+        if opt.get("circuit"):
+            circuit.append(p)
+        elif p.dim() >= 2:
+            decay.append(p)
+        else:
+            no_decay.append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay, "lr": cfg.lr},
+              {"params": no_decay, "weight_decay": 0.0, "lr": cfg.lr},
+              {"params": circuit, "weight_decay": 0.0, "lr": cfg.circuit_lr}]
+    return [g for g in groups if g["params"]]
+
+
+def warmup_cosine(total: int, warmup: float) -> Callable[[int], float]:
+    """LR multiplier: linear warmup over ``warmup``·total steps, then cosine to zero."""
+    w = max(1, int(warmup * total))
+
+    def f(step: int) -> float:
+        if step < w:
+            return (step + 1) / w
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - w) / max(1, total - w))))
+
+    return f
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 256,
+             device: str = "cpu") -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` on (x (N, T, C), y (N,))."""
+    if len(x) == 0:
+        return float("nan"), float("nan")
+    model.eval()
+    loss, correct = 0.0, 0
+    for i in range(0, len(x), batch_size):
+        xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
+        logits = model(xb)  # (B, classes)
+        loss += nn.functional.cross_entropy(logits, yb, reduction="sum").item()
+        correct += (logits.argmax(-1) == yb).sum().item()
+    return loss / len(x), correct / len(x)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch so CPU runs repeat exactly."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def train(model: nn.Module, data: Any, cfg: TrainConfig, out: str | Path, *,
+          meta: dict | None = None, resume: bool = False, progress: bool = True) -> dict:
+    """Train on ``data`` (a TaskData), writing checkpoint.pt, metrics.jsonl and result.json to ``out``.
+
+    With ``resume`` the checkpoint in ``out`` is loaded and training continues from the epoch after
+    it, restoring optimiser, schedule and RNG state, so the final weights equal an uninterrupted run.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / "checkpoint.pt"
+    device = torch.device(cfg.device)
+    model.to(device)
+    opt = torch.optim.AdamW(param_groups(model, cfg), betas=(0.9, 0.98))
+    steps_per_epoch = math.ceil(len(data.x_train) / cfg.batch_size)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(cfg.epochs * steps_per_epoch,
+                                                                 cfg.warmup))
+    metrics: list[dict] = []
+    start_epoch, train_seconds = 0, 0.0
+    if resume:
+        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        metrics, start_epoch = state["metrics"], state["epoch"]
+        train_seconds = state["train_seconds"]
+    n_params = sum(p.numel() for p in model.parameters())
+    seq_len = data.x_train.shape[1]
+
+    for epoch in range(start_epoch, cfg.epochs):
+        model.train()
+        order = torch.randperm(len(data.x_train),
+                               generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch))
+        t0, seen, loss_sum, correct = time.perf_counter(), 0, 0.0, 0
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                   disable=not progress, leave=False, dynamic_ncols=True)
+        for i in bar:
+            idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+            xb, yb = data.x_train[idx].to(device), data.y_train[idx].to(device)
+            logits = model(xb)  # (B, classes)
+            loss = nn.functional.cross_entropy(logits, yb, label_smoothing=cfg.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+            opt.step()
+            sched.step()
+            seen += len(idx)
+            loss_sum += loss.item() * len(idx)
+            correct += (logits.argmax(-1) == yb).sum().item()
+            rate = seen * seq_len / (time.perf_counter() - t0)
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}",
+                            steps_s=f"{rate:,.0f}")
+        bar.close()
+        seconds = time.perf_counter() - t0
+        train_seconds += seconds
+        val_loss, val_acc = evaluate(model, data.x_val, data.y_val, cfg.eval_batch_size, device)
+        row = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": correct / seen,
+               "val_loss": val_loss, "val_acc": val_acc, "lr": sched.get_last_lr()[0],
+               "seconds": seconds, "sample_steps_per_s": seen * seq_len / seconds}
+        metrics.append(row)
+        if progress:
+            tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}  loss {row['train_loss']:.4f}  "
+                       f"train {row['train_acc']:.3f}  val {val_acc:.3f}  "
+                       f"{row['sample_steps_per_s']:,.0f} sample-steps/s  {seconds:.1f}s")
+        save_torch({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(), "rng": torch.get_rng_state(),
+                    "epoch": epoch + 1, "metrics": metrics, "train_seconds": train_seconds,
+                    "train_config": asdict(cfg), **(meta or {})}, ckpt_path)
+        save_jsonl(metrics, out / "metrics.jsonl")
+
+    test_loss, test_acc = evaluate(model, data.x_test, data.y_test, cfg.eval_batch_size, device)
+    last = metrics[-1] if metrics else {}
+    result = {"task": data.name, "test_accuracy": test_acc, "test_loss": test_loss,
+              "val_accuracy": last.get("val_acc"), "num_params": n_params, "epochs": cfg.epochs,
+              "train_seconds": train_seconds, "seq_len": seq_len,
+              "train_size": len(data.x_train), "test_size": len(data.x_test),
+              "sample_steps_per_s": last.get("sample_steps_per_s"),
+              "threads": torch.get_num_threads(), "train_config": asdict(cfg), **(meta or {})}
+    save_json(result, out / "result.json")
+    return result
