@@ -165,10 +165,11 @@ def train(model: nn.Module, data: Any, cfg: TrainConfig, out: str | Path, *,
             tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}  loss {row['train_loss']:.4f}  "
                        f"train {row['train_acc']:.3f}  val {val_acc:.3f}  "
                        f"{row['sample_steps_per_s']:,.0f} sample-steps/s  {seconds:.1f}s")
-        save_torch({"model": model.state_dict(), "optimizer": opt.state_dict(),
+        # meta first: its keys (e.g. "model": "qlam") must not clobber the training state
+        save_torch({**(meta or {}), "model": model.state_dict(), "optimizer": opt.state_dict(),
                     "scheduler": sched.state_dict(), "rng": torch.get_rng_state(),
                     "epoch": epoch + 1, "metrics": metrics, "train_seconds": train_seconds,
-                    "train_config": asdict(cfg), **(meta or {})}, ckpt_path)
+                    "train_config": asdict(cfg)}, ckpt_path)
         save_jsonl(metrics, out / "metrics.jsonl")
 
     test_loss, test_acc = evaluate(model, data.x_test, data.y_test, cfg.eval_batch_size, device)
