@@ -48,7 +48,7 @@ def readout_terms(n: int, correlators: str = "pairs",
     if correlators == "none":
         return singles
     chosen = pairs if correlators == "pairs" else tuple(combinations(range(n), 2))
-    return singles + tuple(tuple(sorted(p)) for p in dict.fromkeys(chosen))
+    return singles + tuple(dict.fromkeys(tuple(sorted(p)) for p in chosen))
 
 
 def qlam_readout(n: int, queries: int = 2, *, correlators: str = "pairs",
