@@ -50,8 +50,9 @@ class CircuitProgram:
                  weights: Sequence[Parameter] = ()) -> None:
         self.num_qubits = circuit.num_qubits
         self.num_inputs, self.num_weights = len(inputs), len(weights)
-        self.global_phase = float(circuit.global_phase)
+        # compile first: it refuses a parameterized global phase with an EngineError
         self.segments: list[Segment] = segment_gates(compile_gates(circuit, inputs, weights))
+        self.global_phase = float(circuit.global_phase)
         self._patterns = {i: torch.as_tensor(diag_patterns(s.gates, self.num_qubits))
                           for i, s in enumerate(self.segments) if s.kind == "diag"}
 
