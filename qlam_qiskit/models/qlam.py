@@ -55,6 +55,8 @@ class ModelConfig:
     """Dropout on residual branches. Default: 0.0."""
     mix_init: float = 0.5
     """Mixing angles start uniform in [-mix_init, mix_init]: near a fixed entangler, a long-memory start. Default: 0.5."""
+    input_scale: float = 1.0
+    """Initial std of a token's input angles (for unit-variance features). Default: 1.0."""
     dtype: str = "complex64"
     """Statevector precision: complex64 or complex128. Default: "complex64"."""
 
@@ -68,7 +70,8 @@ class QLAMLayer(nn.Module):
 
     def __init__(self, d_in: int, d_out: int, *, heads: int = 1, cell: CellConfig = CellConfig(),
                  queries: int = 2, correlators: str = "pairs", readout: str = "all",
-                 mix_init: float = 0.5, dtype: str = "complex64") -> None:
+                 mix_init: float = 0.5, input_scale: float = 1.0,
+                 dtype: str = "complex64") -> None:
         super().__init__()
         if readout not in ("all", "last"):
             raise ValueError(f"readout must be 'all' or 'last', got {readout!r}")
@@ -80,7 +83,7 @@ class QLAMLayer(nn.Module):
         self.measure = ReadoutEngine(self.readout_template, dtype=dtype)
         m, p = cell.num_inputs, cell.num_weights
         self.proj = nn.Linear(d_in, heads * m)  # token -> per-head input angles
-        nn.init.normal_(self.proj.weight, std=1.0 / math.sqrt(d_in))
+        nn.init.normal_(self.proj.weight, std=input_scale / math.sqrt(d_in))
         nn.init.uniform_(self.proj.bias, -math.pi, math.pi)
         self.mix = nn.Parameter(torch.empty(heads, p).uniform_(-mix_init, mix_init))  # (H, P)
         self.basis = nn.Parameter(torch.rand(heads, len(self.readout_template.weights))
@@ -107,7 +110,8 @@ class QLAMBlock(nn.Module):
         d = cfg.d_model
         self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
         self.qlam = QLAMLayer(d, d, heads=cfg.heads, cell=cfg.cell_config(), queries=cfg.queries,
-                              correlators=cfg.correlators, mix_init=cfg.mix_init, dtype=cfg.dtype)
+                              correlators=cfg.correlators, mix_init=cfg.mix_init,
+                              input_scale=cfg.input_scale, dtype=cfg.dtype)
         self.mlp = nn.Sequential(nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, d))
         self.drop = nn.Dropout(cfg.dropout)
 
