@@ -21,6 +21,7 @@ from ..circuits.readout import ReadoutTemplate
 from .gates import apply_matrix, gate_matrix
 from .program import (EngineError, Segment, compile_gates, diag_patterns, fixed_unitary_t,
                       gate_angles, segment_gates)
+from .phases import phases
 from .scan import diag_unitary_scan
 
 Tensor = torch.Tensor
@@ -53,8 +54,17 @@ class CircuitProgram:
         # compile first: it refuses a parameterized global phase with an EngineError
         self.segments: list[Segment] = segment_gates(compile_gates(circuit, inputs, weights))
         self.global_phase = float(circuit.global_phase)
-        self._patterns = {i: torch.as_tensor(diag_patterns(s.gates, self.num_qubits))
-                          for i, s in enumerate(self.segments) if s.kind == "diag"}
+        self._patterns = {i: self._diag_tables(s) for i, s in enumerate(self.segments)
+                          if s.kind == "diag"}
+
+    def _diag_tables(self, seg: Segment) -> tuple:
+        """(pattern (G, D), qubits, local (G, 2)) of a diagonal run; the last two only when every
+        gate is single-qubit, which lets the phases be built as a Kronecker product."""
+        pat = torch.as_tensor(diag_patterns(seg.gates, self.num_qubits))
+        if not all(len(g.qubits) == 1 for g in seg.gates):
+            return pat, None, None
+        local = torch.as_tensor(diag_patterns([replace(g, qubits=(0,)) for g in seg.gates], 1))
+        return pat, tuple(g.qubits[0] for g in seg.gates), local
 
     @property
     def kinds(self) -> list[str]:
@@ -75,13 +85,10 @@ class CircuitProgram:
                 phase = 0.0
             elif seg.kind == "diag":
                 ang = torch.stack([gate_angles(g, theta, w)[0] for g in seg.gates], -1)
-                if all(len(g.qubits) == 1 for g in seg.gates):
-                    d = self._product_phases(seg, ang)  # (T, H, B, D)
-                    out.append(d * complex(np.cos(phase), np.sin(phase)) if phase else d)
-                else:
-                    pat = self._patterns[i].to(device=w.device, dtype=ang.dtype)  # (G, D)
-                    arg = ang @ pat + phase  # (T, H, B, G) @ (G, D) -> (T, H, B, D)
-                    out.append(torch.polar(torch.ones((), dtype=ang.dtype, device=w.device), arg))
+                pat, qubits, local = self._patterns[i]
+                d = phases(ang, pat.to(ang.device), qubits,
+                           None if local is None else local.to(ang))  # (T, H, B, D)
+                out.append(d * complex(np.cos(phase), np.sin(phase)) if phase else d)
                 phase = 0.0
             else:
                 out.append([(g, gate_angles(g, theta, w)) for g in seg.gates])
@@ -89,29 +96,6 @@ class CircuitProgram:
             raise EngineError("a global phase on a circuit with only non-diagonal input gates is "
                               "not supported; remove it (it does not change expectation values)")
         return out
-
-    def _product_phases(self, seg: Segment, ang: Tensor) -> Tensor:
-        """Phases of single-qubit diagonal gates as a Kronecker product of per-qubit factors.
-
-        Needs n sin/cos per token instead of 2^n, and the same values as exp(i·ang @ pattern).
-        """
-        n = self.num_qubits
-        arg = [None] * n  # per qubit: phase of |0> and |1>, (T, H, B, 2)
-        for j, g in enumerate(seg.gates):
-            local = torch.as_tensor(diag_patterns((replace(g, qubits=(0,)),), 1)[0],
-                                    dtype=ang.dtype, device=ang.device)  # (2,)
-            term = ang[..., j, None] * local  # (T, H, B, 2)
-            q = g.qubits[0]
-            arg[q] = term if arg[q] is None else arg[q] + term
-        one = torch.ones((), dtype=ang.dtype, device=ang.device)
-        d = None
-        for q in range(n - 1, -1, -1):  # most significant qubit first
-            f = torch.polar(one, arg[q]) if arg[q] is not None else None  # (T, H, B, 2)
-            if f is None:
-                f = torch.ones(ang.shape[:-1] + (2,), dtype=ang.dtype, device=ang.device)
-                f = f.to(torch.complex128 if ang.dtype == torch.float64 else torch.complex64)
-            d = f if d is None else (d[..., :, None] * f[..., None, :]).flatten(-2)
-        return d
 
     def step(self, psi: Tensor, prepared: list, t: int = 0) -> Tensor:
         """Apply the program to states ψ (H, B, D) with token t of the prepared inputs."""

@@ -64,6 +64,8 @@ def _check_device(device: str) -> None:
 @click.option("--entangler", type=click.Choice(["cz", "cx", "rzz"]))
 @click.option("--encoding", type=click.Choice(["rz", "rz_zz", "ry_rz"]))
 @click.option("--dtype", type=click.Choice(["complex64", "complex128"]))
+@click.option("--position/--no-position", default=None,
+              help="Add a learned position embedding to the tokens (default: the task preset).")
 @click.option("--epochs", type=click.IntRange(1), help="Training epochs.")
 @click.option("--batch-size", type=click.IntRange(1))
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Peak LR, classical params.")
@@ -101,6 +103,8 @@ def run_cmd(task, data_dir, gray, backend, epochs, batch_size, lr, circuit_lr, l
             data_dir = data_dir or d.get("data_dir")
         else:
             p = preset(task)
+            position = model_opts.pop("position")
+            position = p["position"] if position is None else position
             mcfg = ModelConfig(**{**p["model"], **{k: v for k, v in model_opts.items()
                                                   if v is not None}})
             given = {"epochs": epochs, "batch_size": batch_size, "lr": lr,
@@ -114,6 +118,8 @@ def run_cmd(task, data_dir, gray, backend, epochs, batch_size, lr, circuit_lr, l
         data = load_task(task, data_dir, gray=gray, limit_train=limit_train,
                          limit_test=limit_test, seed=tcfg.seed)
         mcfg.d_input, mcfg.num_classes = data.channels, data.num_classes
+        if not resume:
+            mcfg.max_len = data.seq_len if position else 0
         seed_everything(tcfg.seed)
         model = QLAMClassifier(mcfg)
     except USER_ERRORS as err:

@@ -51,6 +51,11 @@ class ModelConfig:
     """Learned measurement bases K per memory. Default: 2."""
     correlators: str = "pairs"
     """Z-correlators read per query besides each ⟨Z_q⟩: none, pairs (entangled pairs), all. Default: "pairs"."""
+    max_len: int = 0
+    """If > 0, a learned position embedding for up to max_len tokens is added to the token
+    embedding, so input angles can depend on where a token is. Default: 0 (none)."""
+    pool: str = "mean"
+    """How the sequence is summarised for the classifier: mean over tokens, or the last token. Default: "mean"."""
     dropout: float = 0.0
     """Dropout on residual branches. Default: 0.0."""
     mix_init: float = 0.5
@@ -121,12 +126,15 @@ class QLAMBlock(nn.Module):
 
 
 class QLAMClassifier(nn.Module):
-    """Embed tokens, stack QLAM blocks, mean-pool over time, classify."""
+    """Embed tokens, stack QLAM blocks, pool over time (mean or last token), classify."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
+        if cfg.pool not in ("mean", "last"):
+            raise ValueError(f"pool must be 'mean' or 'last', got {cfg.pool!r}")
         self.config = cfg
         self.embed = nn.Linear(cfg.d_input, cfg.d_model)
+        self.pos = nn.Parameter(torch.zeros(cfg.max_len, cfg.d_model)) if cfg.max_len else None
         self.blocks = nn.ModuleList(QLAMBlock(cfg) for _ in range(cfg.layers))
         self.norm = nn.LayerNorm(cfg.d_model)
         self.head = nn.Linear(cfg.d_model, cfg.num_classes)
@@ -134,9 +142,15 @@ class QLAMClassifier(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """x (B, T, d_input) -> logits (B, num_classes)."""
         h = self.embed(x)  # (B, T, d)
+        if self.pos is not None:
+            if x.shape[1] > self.pos.shape[0]:
+                raise ValueError(f"sequence of {x.shape[1]} tokens is longer than max_len "
+                                 f"{self.pos.shape[0]} of the position embedding")
+            h = h + self.pos[: x.shape[1]]
         for block in self.blocks:
             h = block(h)
-        return self.head(self.norm(h).mean(dim=1))  # (B, classes)
+        h = h.mean(dim=1) if self.config.pool == "mean" else h[:, -1]  # (B, d)
+        return self.head(self.norm(h))  # (B, classes)
 
     def config_dict(self) -> dict:
         return asdict(self.config)

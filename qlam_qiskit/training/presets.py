@@ -20,7 +20,7 @@ PRESETS: dict[str, dict[str, dict]] = {
 }
 
 
-def preset(task: str) -> dict[str, dict]:
-    """Copies of the model and train defaults for ``task``."""
+def preset(task: str) -> dict:
+    """Copies of the model and train defaults for ``task``, and whether to embed positions."""
     p = PRESETS[task]
-    return {"model": dict(p["model"]), "train": dict(p["train"])}
+    return {"model": dict(p["model"]), "train": dict(p["train"]), "position": p["position"]}
