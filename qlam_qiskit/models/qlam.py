@@ -43,8 +43,9 @@ class ModelConfig:
     """Mixing layers per token in the cell. Default: 1."""
     entanglement: str = "ring"
     """Entangling layout of the cell: ring, linear, full, none. Default: "ring"."""
-    entangler: str = "cz"
-    """Two-qubit gate of the cell: cz, cx, rzz. Default: "cz"."""
+    entangler: str = "rzz"
+    """Two-qubit gate of the cell: rzz (trainable strength), cz, cx. RZZ beat CZ clearly on
+    mnist-mini validation (0.65-0.79 vs 0.50-0.60). Default: "rzz"."""
     encoding: str = "rz"
     """Input block: rz, rz_zz or ry_rz (see CellConfig). Default: "rz"."""
     queries: int = 2
@@ -60,8 +61,9 @@ class ModelConfig:
     """Dropout on residual branches. Default: 0.0."""
     mix_init: float = 0.5
     """Mixing angles start uniform in [-mix_init, mix_init]: near a fixed entangler, a long-memory start. Default: 0.5."""
-    input_scale: float = 1.0
-    """Initial std of a token's input angles (for unit-variance features). Default: 1.0."""
+    input_scale: float = 0.3
+    """Initial std of a token's input angles for unit-variance features; small angles keep the
+    accumulated phases from wrapping early (0.3 beat 1.0 and 0.1 on validation). Default: 0.3."""
     dtype: str = "complex64"
     """Statevector precision: complex64 or complex128. Default: "complex64"."""
 
