@@ -13,9 +13,12 @@ PRESETS: dict[str, dict] = {
     "mnist-mini": {"model": _MODEL, "position": True,
                    "train": {"epochs": 11, "batch_size": 128, "lr": 4e-3, "circuit_lr": 1.5e-2}},
 }
+# Full-length tasks (T = 784 or 1024): input angles scaled by sqrt(196 / T) so the phase a memory
+# accumulates over the sequence has the spread that worked at T = 196; smaller batches for more
+# optimiser steps per epoch.
 for _task in ("smnist", "psmnist", "sfmnist", "scifar10"):
-    PRESETS[_task] = {"model": _MODEL, "position": True,
-                      "train": {"epochs": 10, "batch_size": 64, "lr": 3e-3, "circuit_lr": 1e-2}}
+    PRESETS[_task] = {"model": {**_MODEL, "input_scale": 0.15}, "position": True,
+                      "train": {"epochs": 10, "batch_size": 32, "lr": 3e-3, "circuit_lr": 1e-2}}
 
 
 def preset(task: str) -> dict:
