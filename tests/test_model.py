@@ -98,3 +98,20 @@ def test_seeded_builds_and_a_training_step_repeat_exactly():
         assert torch.equal(a[k], b[k]), k
     c = _build_and_step(4)
     assert any(not torch.equal(a[k], c[k]) for k in a)
+
+
+def test_layer_step_streams_the_same_outputs_as_forward():
+    """step() carried token by token reproduces forward() at every token, readout 'all'."""
+    from qlam_qiskit.circuits.cell import CellConfig
+    from qlam_qiskit.models import QLAMLayer
+
+    torch.manual_seed(3)
+    layer = QLAMLayer(5, 7, heads=3, cell=CellConfig(qubits=3, entangler="rzz"), dtype="complex128")
+    x = torch.randn(2, 9, 5)
+    full = layer(x)  # (B, T, d_out)
+    state = layer.default_state(2)
+    outs = []
+    for x_t in x.unbind(1):
+        y, state = layer.step(x_t, state)
+        outs.append(y)
+    assert torch.allclose(torch.stack(outs, 1), full, atol=1e-5)  # float32 linear maps

@@ -173,6 +173,12 @@ class SequenceEngine:
         return torch.stack(states) if all_states else psi
 
 
+    def step(self, theta_t: Tensor, w: Tensor, psi: Tensor) -> Tensor:
+        """One token for streaming: θ_t (H, B, m), w (H, P), ψ (H, B, D) -> next ψ (H, B, D)."""
+        out = self.run(theta_t.unsqueeze(0), w, psi, all_states=False)
+        return out
+
+
 class ReadoutEngine:
     """Expectations of K learned-basis queries: ⟨ψ| U_k† Z_S U_k |ψ⟩ for every Z term S.
 

@@ -109,6 +109,20 @@ class QLAMLayer(nn.Module):
         return self.out(ev.to(self.out.weight.dtype))
 
 
+    def default_state(self, batch: int, device=None) -> Tensor:
+        """The memories before the first token, |+>^n per head: (H, B, D) complex."""
+        return self.engine.initial_state(self.heads, batch, device)
+
+    def step(self, x_t: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        """Streaming inference: one token x_t (B, d_in) and the carried state (H, B, D) ->
+        (readout features mapped to (B, d_out), next state). Equals forward() token by token."""
+        b = x_t.shape[0]
+        theta = self.proj(x_t).view(b, self.heads, -1).transpose(0, 1)  # (H, B, m)
+        state = self.engine.step(theta, self.mix, state)  # (H, B, D)
+        ev = self.measure(state, self.basis).movedim(-3, 0).flatten(-3)  # (B, H*K*M)
+        return self.out(ev.to(self.out.weight.dtype)), state
+
+
 class QLAMBlock(nn.Module):
     """Pre-norm residual block: x + QLAM(LN x), then x + MLP(LN x)."""
 
