@@ -175,8 +175,7 @@ class SequenceEngine:
 
     def step(self, theta_t: Tensor, w: Tensor, psi: Tensor) -> Tensor:
         """One token for streaming: θ_t (H, B, m), w (H, P), ψ (H, B, D) -> next ψ (H, B, D)."""
-        out = self.run(theta_t.unsqueeze(0), w, psi, all_states=False)
-        return out
+        return self.run(theta_t.unsqueeze(0), w, psi, all_states=False)
 
 
 class ReadoutEngine:
