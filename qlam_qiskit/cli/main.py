@@ -13,6 +13,7 @@ from ..backends.program import EngineError
 from ..backends.registry import BACKENDS, backend_names, require_available
 from ..data import DATA_ENV, DEFAULT_TASK, TASKS, DataError, load_task
 from ..models import ModelConfig, QLAMClassifier
+from ..models.baselines import BASELINES, BaselineClassifier
 from ..training import runtime
 from ..training.loop import TrainConfig, seed_everything, train
 from ..training.presets import preset
@@ -54,6 +55,9 @@ def _check_device(device: str) -> None:
 @click.option("--gray", is_flag=True, help="scifar10: one luminance channel instead of RGB.")
 @click.option("--backend", default="statevector", show_default=True,
               help="Where circuits run: " + ", ".join(backend_names()) + ".")
+@click.option("--model", "kind", type=click.Choice(("qlam",) + BASELINES), default="qlam",
+              show_default=True, help="QLAM, or a classical baseline in the same frame "
+              "(urnn: same complex state size, unitary recurrence, linear readout).")
 @click.option("--qubits", type=click.IntRange(1, 14), help="Qubits per quantum memory.")
 @click.option("--heads", type=click.IntRange(1), help="Quantum memories per layer.")
 @click.option("--layers", type=click.IntRange(1), help="Stacked QLAM blocks.")
@@ -80,7 +84,7 @@ def _check_device(device: str) -> None:
               help="Run folder (default: a new folder under ./runs/).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def run_cmd(task, data_dir, gray, backend, epochs, batch_size, lr, circuit_lr, limit_train,
+def run_cmd(task, data_dir, gray, backend, kind, epochs, batch_size, lr, circuit_lr, limit_train,
             limit_test, seed, device, threads, out, resume, quiet, **model_opts) -> None:
     """Train a QLAM classifier on a sequence task and report its test accuracy."""
     try:
@@ -95,6 +99,7 @@ def run_cmd(task, data_dir, gray, backend, epochs, batch_size, lr, circuit_lr, l
                 raise FileNotFoundError(f"{ckpt} not found: nothing to resume; drop --resume")
             state = torch.load(ckpt, map_location="cpu", weights_only=False)
             mcfg = ModelConfig(**state["model_config"])
+            kind = state.get("model_kind", "qlam")
             tcfg = TrainConfig(**{**state["train_config"], "device": device})
             if epochs:
                 tcfg.epochs = epochs
@@ -121,17 +126,17 @@ def run_cmd(task, data_dir, gray, backend, epochs, batch_size, lr, circuit_lr, l
         if not resume:
             mcfg.max_len = data.seq_len if position else 0
         seed_everything(tcfg.seed)
-        model = QLAMClassifier(mcfg)
+        model = QLAMClassifier(mcfg) if kind == "qlam" else BaselineClassifier(kind, mcfg)
     except USER_ERRORS as err:
         raise _fail(err) from None
 
     n_params = sum(p.numel() for p in model.parameters())
     click.echo(f"qlam-qiskit run: task {task} ({len(data.x_train)} train / {len(data.x_val)} val / "
                f"{len(data.x_test)} test, T={data.seq_len}, C={data.channels}), backend {backend}, "
-               f"{mcfg.layers} layer(s) x {mcfg.heads} memories x {mcfg.qubits} qubits, "
+               f"model {kind}: {mcfg.layers} layer(s) x {mcfg.heads} memories x {mcfg.qubits} qubits, "
                f"{n_params:,} parameters, {tcfg.epochs} epochs, device {device}, "
                f"{nthreads} thread(s) -> {out}")
-    meta = {"model": "qlam", "backend": backend, "model_config": asdict(mcfg),
+    meta = {"model": kind, "model_kind": kind, "backend": backend, "model_config": asdict(mcfg),
             "data": {"task": task, "data_dir": str(data_dir) if data_dir else None, "gray": gray,
                      "limit_train": limit_train, "limit_test": limit_test,
                      "seq_len": data.seq_len, "mean": list(data.mean), "std": list(data.std),

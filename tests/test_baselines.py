@@ -1,0 +1,63 @@
+"""Classical baselines: same contract as QLAMClassifier, trainable, and selectable from the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from qlam_qiskit.cli.main import main
+from qlam_qiskit.models import ModelConfig
+from qlam_qiskit.models.baselines import BASELINES, BaselineClassifier, _UnitaryRNN
+
+CFG = dict(d_input=2, num_classes=4, d_model=8, layers=2, heads=2, qubits=2, max_len=12)
+
+
+@pytest.mark.parametrize("kind", BASELINES)
+def test_baseline_shapes_and_gradients(kind):
+    torch.manual_seed(0)
+    model = BaselineClassifier(kind, ModelConfig(**CFG))
+    x = torch.randn(3, 12, 2)
+    logits = model(x)
+    assert logits.shape == (3, 4)
+    logits.sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all()
+               for p in model.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "transformer", "ssm", "urnn"])
+def test_baselines_are_causal(kind):
+    """Changing a later token never changes the mixer's outputs at earlier tokens."""
+    torch.manual_seed(1)
+    block = BaselineClassifier(kind, ModelConfig(**CFG)).blocks[0]
+    x = torch.randn(2, 12, 8)
+    y = x.clone()
+    y[:, 7:] += 1.0
+    assert torch.allclose(block(x)[:, :7], block(y)[:, :7], atol=1e-5)
+
+
+def test_urnn_recurrence_is_unitary():
+    layer = _UnitaryRNN(4, heads=2, qubits=3)
+    a = torch.complex(layer.gen, layer.gen.transpose(1, 2))
+    u = torch.linalg.matrix_exp(a - a.mH)
+    eye = torch.eye(8, dtype=u.dtype).expand_as(u)
+    assert torch.allclose(u @ u.mH, eye, atol=1e-5)
+
+
+def test_unknown_baseline_is_refused():
+    with pytest.raises(ValueError, match="unknown model"):
+        BaselineClassifier("mamba", ModelConfig(**CFG))
+
+
+def test_cli_trains_a_baseline(tmp_path):
+    out = tmp_path / "lstm"
+    res = CliRunner().invoke(main, ["run", "--model", "lstm", "--limit-train", "32",
+                                    "--limit-test", "16", "--epochs", "1", "--batch-size", "16",
+                                    "--layers", "1", "--d-model", "8", "--quiet", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    result = json.loads((out / "result.json").read_text())
+    assert result["model"] == "lstm" and 0.0 <= result["test_accuracy"] <= 1.0
+    ckpt = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert ckpt["model_kind"] == "lstm"
