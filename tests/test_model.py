@@ -24,8 +24,8 @@ def test_classifier_forward_shape(dtype):
     logits.sum().backward()
     for name, p in model.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
-    assert model.blocks[0].qlam.mix.grad.abs().sum() > 0  # gradients reach the circuit angles
-    assert model.blocks[0].qlam.basis.grad.abs().sum() > 0
+    assert model.blocks[0].mixer.mix.grad.abs().sum() > 0  # gradients reach the circuit angles
+    assert model.blocks[0].mixer.basis.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("cell", [CellConfig(qubits=3), CellConfig(qubits=2, encoding="ry_rz",
@@ -63,7 +63,7 @@ def test_param_groups_put_circuit_angles_in_their_own_group():
     groups = param_groups(model, cfg)
     assert len(groups) == 3
     decay, no_decay, circuit = groups
-    angles = [p for b in model.blocks for p in (b.qlam.mix, b.qlam.basis)]
+    angles = [p for b in model.blocks for p in (b.mixer.mix, b.mixer.basis)]
     ids = lambda ps: {id(p) for p in ps}  # noqa: E731
     assert ids(circuit["params"]) == ids(angles)
     assert circuit["lr"] == 5e-2 and circuit["weight_decay"] == 0.0

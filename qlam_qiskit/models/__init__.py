@@ -1,5 +1,5 @@
 """Sequence models: the QLAM classifier and its layer."""
 
-from .qlam import ModelConfig, QLAMBlock, QLAMClassifier, QLAMLayer
+from .qlam import ModelConfig, ResidualBlock, QLAMClassifier, QLAMLayer
 
-__all__ = ["ModelConfig", "QLAMBlock", "QLAMClassifier", "QLAMLayer"]
+__all__ = ["ModelConfig", "ResidualBlock", "QLAMClassifier", "QLAMLayer"]

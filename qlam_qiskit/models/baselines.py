@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ..backends.scan import diag_unitary_scan
-from .qlam import ModelConfig
+from .qlam import ModelConfig, QLAMClassifier
 
 Tensor = torch.Tensor
 BASELINES = ("lstm", "gru", "transformer", "ssm", "urnn")
@@ -95,51 +95,23 @@ class _UnitaryRNN(nn.Module):
         return self.out(feats.permute(2, 0, 1, 3).reshape(b, t, -1))  # (B, T, d)
 
 
-class _Block(nn.Module):
-    """x + mixer(LN x), then x + MLP(LN x): the QLAM block with another mixer."""
-
-    def __init__(self, mixer: nn.Module, d: int, dropout: float) -> None:
-        super().__init__()
-        self.norm1, self.norm2, self.mixer = nn.LayerNorm(d), nn.LayerNorm(d), mixer
-        self.mlp = nn.Sequential(nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, d))
-        self.drop = nn.Dropout(dropout)
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = x + self.drop(self.mixer(self.norm1(x)))
-        return x + self.drop(self.mlp(self.norm2(x)))
+def _mixer(kind: str, cfg: ModelConfig) -> nn.Module:
+    """The sequence mixer of baseline ``kind``, width d_model."""
+    d = cfg.d_model
+    if kind in ("lstm", "gru"):
+        return _RNNMixer(kind, d)
+    if kind == "transformer":
+        return _AttentionMixer(d, cfg.heads)
+    if kind == "ssm":
+        return _DiagonalSSM(d, cfg.heads * 2**cfg.qubits)
+    return _UnitaryRNN(d, cfg.heads, cfg.qubits)
 
 
-class BaselineClassifier(nn.Module):
-    """Embed, stack blocks of one classical mixer, mean-pool, classify (QLAMClassifier's frame)."""
+class BaselineClassifier(QLAMClassifier):
+    """QLAMClassifier's frame (embedding, residual blocks, pooling, head) with a classical mixer."""
 
     def __init__(self, kind: str, cfg: ModelConfig) -> None:
-        super().__init__()
         if kind not in BASELINES:
             raise ValueError(f"unknown model {kind!r}; choose qlam or one of {BASELINES}")
-        d = cfg.d_model
-        self.kind, self.config = kind, cfg
-        self.embed = nn.Linear(cfg.d_input, d)
-        self.pos = nn.Parameter(torch.zeros(cfg.max_len, d)) if cfg.max_len else None
-
-        def mixer() -> nn.Module:
-            if kind in ("lstm", "gru"):
-                return _RNNMixer(kind, d)
-            if kind == "transformer":
-                return _AttentionMixer(d, cfg.heads)
-            if kind == "ssm":
-                return _DiagonalSSM(d, cfg.heads * 2**cfg.qubits)
-            return _UnitaryRNN(d, cfg.heads, cfg.qubits)
-
-        self.blocks = nn.ModuleList(_Block(mixer(), d, cfg.dropout) for _ in range(cfg.layers))
-        self.norm = nn.LayerNorm(d)
-        self.head = nn.Linear(d, cfg.num_classes)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """x (B, T, d_input) -> logits (B, num_classes)."""
-        h = self.embed(x)  # (B, T, d)
-        if self.pos is not None:
-            h = h + self.pos[: x.shape[1]]
-        for block in self.blocks:
-            h = block(h)
-        h = h.mean(dim=1) if self.config.pool == "mean" else h[:, -1]
-        return self.head(self.norm(h))
+        super().__init__(cfg, mixer=lambda: _mixer(kind, cfg))
+        self.kind = kind

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 import torch
 from torch import nn
@@ -123,37 +124,43 @@ class QLAMLayer(nn.Module):
         return self.out(ev.to(self.out.weight.dtype)), state
 
 
-class QLAMBlock(nn.Module):
-    """Pre-norm residual block: x + QLAM(LN x), then x + MLP(LN x)."""
+class ResidualBlock(nn.Module):
+    """Pre-norm residual block: x + mixer(LN x), then x + MLP(LN x)."""
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, mixer: nn.Module, d: int, dropout: float = 0.0) -> None:
         super().__init__()
-        d = cfg.d_model
-        self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
-        self.qlam = QLAMLayer(d, d, heads=cfg.heads, cell=cfg.cell_config(), queries=cfg.queries,
-                              correlators=cfg.correlators, mix_init=cfg.mix_init,
-                              input_scale=cfg.input_scale, dtype=cfg.dtype)
+        self.norm1, self.norm2, self.mixer = nn.LayerNorm(d), nn.LayerNorm(d), mixer
         self.mlp = nn.Sequential(nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, d))
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = nn.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = x + self.drop(self.qlam(self.norm1(x)))  # (B, T, d)
+        x = x + self.drop(self.mixer(self.norm1(x)))  # (B, T, d)
         return x + self.drop(self.mlp(self.norm2(x)))
 
 
 class QLAMClassifier(nn.Module):
-    """Embed tokens, stack QLAM blocks, pool over time (mean or last token), classify."""
+    """Embed tokens, stack residual blocks, pool over time (mean or last token), classify.
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    The blocks' sequence mixer is a QLAMLayer; ``mixer`` (a factory returning a module mapping
+    (B, T, d) -> (B, T, d)) swaps it, which is how the classical baselines share this frame.
+    """
+
+    def __init__(self, cfg: ModelConfig, mixer: Callable[[], nn.Module] | None = None) -> None:
         super().__init__()
         if cfg.pool not in ("mean", "last"):
             raise ValueError(f"pool must be 'mean' or 'last', got {cfg.pool!r}")
         self.config = cfg
-        self.embed = nn.Linear(cfg.d_input, cfg.d_model)
-        self.pos = nn.Parameter(torch.zeros(cfg.max_len, cfg.d_model)) if cfg.max_len else None
-        self.blocks = nn.ModuleList(QLAMBlock(cfg) for _ in range(cfg.layers))
-        self.norm = nn.LayerNorm(cfg.d_model)
-        self.head = nn.Linear(cfg.d_model, cfg.num_classes)
+        d = cfg.d_model
+        make = mixer or (lambda: QLAMLayer(
+            d, d, heads=cfg.heads, cell=cfg.cell_config(), queries=cfg.queries,
+            correlators=cfg.correlators, mix_init=cfg.mix_init, input_scale=cfg.input_scale,
+            dtype=cfg.dtype))
+        self.embed = nn.Linear(cfg.d_input, d)
+        self.pos = nn.Parameter(torch.zeros(cfg.max_len, d)) if cfg.max_len else None
+        self.blocks = nn.ModuleList(ResidualBlock(make(), d, cfg.dropout)
+                                    for _ in range(cfg.layers))
+        self.norm = nn.LayerNorm(d)
+        self.head = nn.Linear(d, cfg.num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
         """x (B, T, d_input) -> logits (B, num_classes)."""
