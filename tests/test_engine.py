@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from qiskit.circuit import ClassicalRegister, Parameter, ParameterVector, QuantumCircuit
+from qiskit.circuit import Parameter, ParameterVector, QuantumCircuit
 from qiskit.circuit.library import get_standard_gate_name_mapping
 from qiskit.quantum_info import Statevector, random_statevector
 from qiskit_aer.primitives import EstimatorV2 as AerEstimator
