@@ -53,6 +53,9 @@ def _check_device(device: str) -> None:
 @click.option("--data-dir", type=click.Path(file_okay=False), envvar=DATA_ENV,
               help=f"Folder with the task's files (or their parent); env {DATA_ENV}.")
 @click.option("--gray", is_flag=True, help="scifar10: one luminance channel instead of RGB.")
+@click.option("--pool", type=click.IntRange(1), default=1, show_default=True,
+              help="Average PxP pixel blocks first: T shrinks P² times (quick runs; not the "
+                   "published tasks).")
 @click.option("--backend", default="statevector", show_default=True,
               help="Where circuits run: " + ", ".join(backend_names()) + ".")
 @click.option("--model", "kind", type=click.Choice(("qlam",) + BASELINES), default="qlam",
@@ -84,7 +87,7 @@ def _check_device(device: str) -> None:
               help="Run folder (default: a new folder under ./runs/).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def run_cmd(task, data_dir, gray, backend, kind, epochs, batch_size, lr, circuit_lr, limit_train,
+def run_cmd(task, data_dir, gray, pool, backend, kind, epochs, batch_size, lr, circuit_lr, limit_train,
             limit_test, seed, device, threads, out, resume, quiet, **model_opts) -> None:
     """Train a QLAM classifier on a sequence task and report its test accuracy."""
     try:
@@ -105,9 +108,10 @@ def run_cmd(task, data_dir, gray, backend, kind, epochs, batch_size, lr, circuit
                 tcfg.epochs = epochs
             d = state["data"]
             task, gray, limit_train, limit_test = d["task"], d["gray"], d["limit_train"], d["limit_test"]
+            pool = d.get("pool", 1)
             data_dir = data_dir or d.get("data_dir")
         else:
-            p = preset(task)
+            p = preset(task, pool)
             position = model_opts.pop("position")
             position = p["position"] if position is None else position
             mcfg = ModelConfig(**{**p["model"], **{k: v for k, v in model_opts.items()
@@ -121,7 +125,7 @@ def run_cmd(task, data_dir, gray, backend, kind, epochs, batch_size, lr, circuit
             raise FileExistsError(f"{out} already holds a run; pass --resume to continue it "
                                   "or choose another --out")
         data = load_task(task, data_dir, gray=gray, limit_train=limit_train,
-                         limit_test=limit_test, seed=tcfg.seed)
+                         limit_test=limit_test, seed=tcfg.seed, pool=pool)
         mcfg.d_input, mcfg.num_classes = data.channels, data.num_classes
         if not resume:
             mcfg.max_len = data.seq_len if position else 0
@@ -138,7 +142,7 @@ def run_cmd(task, data_dir, gray, backend, kind, epochs, batch_size, lr, circuit
                f"{nthreads} thread(s) -> {out}")
     meta = {"model": kind, "model_kind": kind, "backend": backend, "model_config": asdict(mcfg),
             "data": {"task": task, "data_dir": str(data_dir) if data_dir else None, "gray": gray,
-                     "limit_train": limit_train, "limit_test": limit_test,
+                     "pool": pool, "limit_train": limit_train, "limit_test": limit_test,
                      "seq_len": data.seq_len, "mean": list(data.mean), "std": list(data.std),
                      "class_names": list(data.class_names)}}
     try:
@@ -152,3 +156,8 @@ def run_cmd(task, data_dir, gray, backend, kind, epochs, batch_size, lr, circuit
                f"after {result['epochs']} epochs, {result['train_seconds']:.0f}s training; "
                f"results in {out}/result.json")
 
+
+
+from .bench import bench_cmd  # noqa: E402  (registered after main exists)
+
+main.add_command(bench_cmd)

@@ -35,6 +35,16 @@ def save_json(obj: Any, path: str | os.PathLike) -> None:
     _atomic(Path(path), lambda p: p.write_text(json.dumps(obj, indent=2) + "\n"))
 
 
+def save_text(text: str, path: str | os.PathLike) -> None:
+    """A text file (Markdown, logs), atomically."""
+    _atomic(Path(path), lambda p: p.write_text(text))
+
+
+def save_figure(fig: Any, path: str | os.PathLike) -> None:
+    """A matplotlib figure as PNG, atomically."""
+    _atomic(Path(path), lambda p: fig.savefig(p, format="png", dpi=120, bbox_inches="tight"))
+
+
 def save_jsonl(rows: list[dict], path: str | os.PathLike) -> None:
     """One JSON object per line, atomically (rewritten whole, so resume never duplicates rows)."""
     _atomic(Path(path), lambda p: p.write_text("".join(json.dumps(r) + "\n" for r in rows)))

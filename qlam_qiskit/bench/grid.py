@@ -1,0 +1,123 @@
+"""Run a protocol's grid, one ``qlam-qiskit run`` per cell, resuming whatever was cut short.
+
+Each cell is its own process (``python -m qlam_qiskit run``) writing its own run folder, so cells
+can run side by side, a crash stays in its cell's log, and an interrupted grid resumes per cell:
+finished cells (result.json) are skipped, cut-short ones continue from their checkpoint.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ..models import ModelConfig, QLAMClassifier
+from ..models.baselines import BaselineClassifier
+from ..training.presets import SEQ_LEN, preset
+from .protocol import Protocol
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run of the grid: a model on a task (at a pooling factor) with a seed."""
+
+    task: str
+    pool: int
+    model: str
+    seed: int
+    d_model: int
+    """Residual width: the preset's for qlam, the parameter-matched one for a baseline."""
+
+    @property
+    def name(self) -> str:
+        return f"{self.task}-p{self.pool}-{self.model}-s{self.seed}"
+
+
+def _num_params(kind: str, task: str, pool: int, d_model: int, gray: bool) -> int:
+    """Parameters of ``kind`` with residual width ``d_model`` on ``task`` (built, then counted)."""
+    p = preset(task, pool)
+    channels = 1 if task != "scifar10" or gray else 3
+    t = SEQ_LEN[task] // (pool * pool)
+    cfg = ModelConfig(**{**p["model"], "d_model": d_model}, d_input=channels, num_classes=10,
+                      max_len=t if p["position"] else 0)
+    model = QLAMClassifier(cfg) if kind == "qlam" else BaselineClassifier(kind, cfg)
+    return sum(q.numel() for q in model.parameters())
+
+
+def matched_width(kind: str, task: str, pool: int, gray: bool, target: int) -> int:
+    """Even residual width whose parameter count is nearest ``target`` (counts grow with width)."""
+    best, best_gap = 8, None
+    for d in range(8, 513, 2):
+        gap = _num_params(kind, task, pool, d, gray) - target
+        if best_gap is None or abs(gap) < abs(best_gap):
+            best, best_gap = d, gap
+        if gap > 0:
+            break
+    return best
+
+
+def plan(protocol: Protocol) -> list[Cell]:
+    """The protocol's cells in run order: task by task, seeds outermost so early results span models."""
+    cells = []
+    for task in protocol.tasks:
+        for pool in protocol.pools:
+            d_qlam = preset(task, pool)["model"]["d_model"]
+            target = _num_params("qlam", task, pool, d_qlam, protocol.gray)
+            width = {m: d_qlam if m == "qlam" or not protocol.match_params
+                     else matched_width(m, task, pool, protocol.gray, target)
+                     for m in protocol.models}
+            cells += [Cell(task, pool, m, s, width[m]) for s in protocol.seeds
+                      for m in protocol.models]
+    return cells
+
+
+def command(cell: Cell, protocol: Protocol, run_dir: Path, *, data_dir: str | None,
+            threads: int) -> list[str]:
+    """The ``qlam-qiskit run`` argument list for ``cell``, resuming if its checkpoint exists."""
+    p = protocol
+    args = [sys.executable, "-m", "qlam_qiskit", "run", "--device", p.device, "--threads",
+            str(threads), "--quiet", "--out", str(run_dir)]
+    if data_dir:
+        args += ["--data-dir", str(data_dir)]
+    if (run_dir / "checkpoint.pt").exists():
+        return args + ["--resume"]  # everything else comes from the checkpoint
+    args += ["--task", cell.task, "--pool", str(cell.pool), "--model", cell.model, "--seed",
+             str(cell.seed), "--d-model", str(cell.d_model), "--epochs", str(p.epochs),
+             "--batch-size", str(p.batch_size), "--lr", str(p.lr), "--circuit-lr",
+             str(p.circuit_lr)]
+    if p.gray and cell.task == "scifar10":
+        args.append("--gray")
+    if p.limit_train:
+        args += ["--limit-train", str(p.limit_train)]
+    if p.limit_test:
+        args += ["--limit-test", str(p.limit_test)]
+    return args
+
+
+def run_grid(protocol: Protocol, out: Path, *, data_dir: str | None = None, threads: int = 1,
+             on_done: Callable[[Cell, int], None] | None = None) -> dict[str, int]:
+    """Run every unfinished cell (``protocol.jobs`` at a time); return each cell's exit status.
+
+    Output of cell c goes to ``out/runs/<c.name>/run.log``; finished cells are not run again.
+    """
+    cells = plan(protocol)
+    todo = [c for c in cells if not (out / "runs" / c.name / "result.json").is_file()]
+    status = {c.name: 0 for c in cells if c not in todo}
+
+    def go(cell: Cell) -> int:
+        run_dir = out / "runs" / cell.name
+        run_dir.mkdir(parents=True, exist_ok=True)
+        args = command(cell, protocol, run_dir, data_dir=data_dir, threads=threads)
+        with open(run_dir / "run.log", "a") as log:
+            rc = subprocess.run(args, stdout=log, stderr=subprocess.STDOUT).returncode
+        if on_done:
+            on_done(cell, rc)
+        return rc
+
+    with ThreadPoolExecutor(max_workers=max(1, protocol.jobs)) as pool:
+        for cell, rc in zip(todo, pool.map(go, todo)):
+            status[cell.name] = rc
+    return status

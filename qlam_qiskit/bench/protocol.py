@@ -1,0 +1,66 @@
+"""Benchmark protocols: which models, tasks, seeds and budget a comparison uses, written down once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MODELS = ("qlam", "transformer", "ssm", "lstm", "gru", "urnn")
+
+PAPER: dict[str, dict[str, float]] = {
+    "QLAM (paper)": {"smnist": 92.6, "sfmnist": 81.4, "scifar10": 53.6},
+    "Transformer (paper)": {"smnist": 91.3, "sfmnist": 80.2, "scifar10": 53.0},
+    "SSM (paper)": {"smnist": 91.2, "sfmnist": 79.6, "scifar10": 51.8},
+}
+"""arXiv:2605.13833's table: 10-fold mean test accuracy (%), full-length pixel sequences."""
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """One budget applied to every model, so the table compares memories, not tuning effort."""
+
+    name: str
+    """Protocol name as given to ``qlam-qiskit bench --protocol``."""
+    tasks: tuple[str, ...] = ("smnist", "sfmnist", "scifar10")
+    """Tasks in the grid. Default: the paper's three."""
+    models: tuple[str, ...] = MODELS
+    """Models in the grid: qlam and the classical baselines. Default: all six."""
+    seeds: tuple[int, ...] = (0, 1)
+    """Seeds; each draws its own validation split and initialisation. Default: (0, 1)."""
+    pools: tuple[int, ...] = (1,)
+    """Pixel pooling factors (T shrinks pool² times); several give accuracy against length. Default: (1,)."""
+    gray: bool = True
+    """scifar10 as one luminance channel (as in LRA's Image task). Default: True."""
+    limit_train: int | None = None
+    """Training images per run (None: the whole training split less validation). Default: None."""
+    limit_test: int | None = None
+    """Test images per run (None: the whole official test split). Default: None."""
+    epochs: int = 10
+    """Epochs for every model. Default: 10."""
+    batch_size: int = 64
+    """Batch size for every model. Default: 64."""
+    lr: float = 3e-3
+    """Peak learning rate of classical parameters, every model. Default: 3e-3."""
+    circuit_lr: float = 1e-2
+    """Peak learning rate of circuit angles (QLAM only). Default: 1e-2."""
+    match_params: bool = True
+    """Give each baseline the residual width whose parameter count is nearest QLAM's. Default: True."""
+    jobs: int = 1
+    """Runs at once (each with threads // jobs torch threads). Default: 1."""
+    device: str = "cpu"
+    """Torch device of every run. Default: "cpu"."""
+    about: str = ""
+    """One line on what the protocol is for."""
+
+
+PROTOCOLS: dict[str, Protocol] = {
+    "cpu": Protocol(
+        "cpu", pools=(2,), limit_train=3000, limit_test=1000, epochs=8, batch_size=128,
+        lr=4e-3, circuit_lr=1.5e-2, jobs=2,
+        about="2-core CPU, about an hour: images pooled 2x2 (T=196/196/256), 3,000 train / "
+              "1,000 test images, 8 epochs, 2 seeds. Not the paper's setting: a quick, fair "
+              "ranking of the memories."),
+    "gpu": Protocol(
+        "gpu", seeds=(0, 1, 2), epochs=20, batch_size=64, device="cuda",
+        about="one GPU: full-length sequences (T=784/784/1024), full training splits "
+              "less a 10% validation split, full test splits, 20 epochs, 3 seeds."),
+}

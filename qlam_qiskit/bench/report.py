@@ -1,0 +1,126 @@
+"""Turn a grid's run folders into the comparison table (Markdown + JSON) and its plots."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from ..training.checkpoint import save_figure, save_json, save_text  # noqa: E402
+from .protocol import PAPER, Protocol  # noqa: E402
+
+
+def _load_runs(out: Path) -> list[dict]:
+    """Every finished run under ``out/runs``: its result.json plus its per-epoch metrics."""
+    runs = []
+    for res in sorted((out / "runs").glob("*/result.json")):
+        r = json.loads(res.read_text())
+        metrics = res.parent / "metrics.jsonl"
+        r["curve"] = [json.loads(line)["val_acc"] for line in metrics.read_text().splitlines()
+                      ] if metrics.is_file() else []
+        runs.append(r)
+    return runs
+
+
+def _mean_std(xs: list[float]) -> tuple[float, float]:
+    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
+
+
+def _rows(runs: list[dict]) -> list[dict]:
+    """One row per (task, T, model): mean ± std over seeds of accuracy, time and throughput."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in runs:
+        groups[(r["data"]["task"], r["seq_len"], r["model_kind"])].append(r)
+    rows = []
+    for (task, t, model), rs in groups.items():
+        acc, acc_sd = _mean_std([100 * r["test_accuracy"] for r in rs])
+        val, _ = _mean_std([100 * r["val_accuracy"] for r in rs])
+        rows.append({"task": task, "seq_len": t, "model": model, "seeds": len(rs),
+                     "test_acc": acc, "test_acc_std": acc_sd, "val_acc": val,
+                     "params": rs[0]["num_params"], "d_model": rs[0]["model_config"]["d_model"],
+                     "train_seconds": statistics.fmean(r["train_seconds"] for r in rs),
+                     "sample_steps_per_s": statistics.fmean(r["sample_steps_per_s"] for r in rs),
+                     "train_size": rs[0]["train_size"], "test_size": rs[0]["test_size"],
+                     "epochs": rs[0]["epochs"],
+                     "curve": [statistics.fmean(c) for c in zip(*(r["curve"] for r in rs))]})
+    return rows
+
+
+def markdown(rows: list[dict], protocol: Protocol) -> str:
+    """The table as Markdown: accuracy per task, then the per-run details, then the paper's row."""
+    cols = sorted({(r["task"], r["seq_len"]) for r in rows},
+                  key=lambda c: (protocol.tasks.index(c[0]) if c[0] in protocol.tasks else 99, c[1]))
+    models = [m for m in protocol.models if any(r["model"] == m for r in rows)]
+    cell = {(r["task"], r["seq_len"], r["model"]): r for r in rows}
+    head = "| model | params | " + " | ".join(f"{t} (T={n})" for t, n in cols) + " |"
+    lines = [f"Protocol `{protocol.name}`: {protocol.about}", "",
+             "Test accuracy (%), mean ± std over seeds (n):", "", head,
+             "|" + "---|" * (len(cols) + 2)]
+    for m in models:
+        params = sorted({cell[c + (m,)]["params"] for c in cols if c + (m,) in cell})
+        accs = [f"{cell[c + (m,)]['test_acc']:.1f} ± {cell[c + (m,)]['test_acc_std']:.1f} "
+                f"({cell[c + (m,)]['seeds']})" if c + (m,) in cell else "—" for c in cols]
+        lines.append(f"| {m} | {'/'.join(f'{p:,}' for p in params)} | " + " | ".join(accs) + " |")
+    lines += ["", "Per run (means over seeds):", "",
+              "| task | T | model | d_model | params | seeds | val acc | test acc | train s | "
+              "sample-steps/s |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: (r["task"], r["seq_len"], -r["test_acc"])):
+        lines.append(f"| {r['task']} | {r['seq_len']} | {r['model']} | {r['d_model']} | "
+                     f"{r['params']:,} | {r['seeds']} | {r['val_acc']:.1f} | "
+                     f"{r['test_acc']:.1f} ± {r['test_acc_std']:.1f} | {r['train_seconds']:.0f} | "
+                     f"{r['sample_steps_per_s']:,.0f} |")
+    lines += ["", "For reference, arXiv:2605.13833 (10-fold mean, full-length sequences, its own "
+              "budget; not comparable to a pooled or subset protocol):", "",
+              "| model | smnist | sfmnist | scifar10 |", "|---|---|---|---|"]
+    lines += [f"| {k} | {v['smnist']} | {v['sfmnist']} | {v['scifar10']} |" for k, v in PAPER.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _plots(rows: list[dict], out: Path) -> list[Path]:
+    """learning_curves.png (val accuracy per epoch), and accuracy_vs_length.png when T varies."""
+    written = []
+    cols = sorted({(r["task"], r["seq_len"]) for r in rows})
+    fig, axes = plt.subplots(1, len(cols), figsize=(4.5 * len(cols), 3.6), squeeze=False)
+    for ax, (task, t) in zip(axes[0], cols):
+        for r in sorted((r for r in rows if (r["task"], r["seq_len"]) == (task, t)),
+                        key=lambda r: r["model"]):
+            ax.plot(range(1, len(r["curve"]) + 1), [100 * v for v in r["curve"]],
+                    marker="o", ms=3, label=r["model"])
+        ax.set(title=f"{task} (T={t})", xlabel="epoch", ylabel="val accuracy (%)")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=8)
+    save_figure(fig, out / "learning_curves.png")
+    plt.close(fig)
+    written.append(out / "learning_curves.png")
+    tasks = sorted({task for task, _ in cols})
+    if any(len({t for k, t in cols if k == task}) > 1 for task in tasks):
+        fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.6), squeeze=False)
+        for ax, task in zip(axes[0], tasks):
+            for m in sorted({r["model"] for r in rows}):
+                pts = sorted((r["seq_len"], r["test_acc"]) for r in rows
+                             if r["task"] == task and r["model"] == m)
+                ax.plot(*zip(*pts), marker="o", label=m)
+            ax.set(title=task, xlabel="sequence length T", ylabel="test accuracy (%)", xscale="log")
+            ax.grid(alpha=0.3)
+        axes[0][-1].legend(fontsize=8)
+        save_figure(fig, out / "accuracy_vs_length.png")
+        plt.close(fig)
+        written.append(out / "accuracy_vs_length.png")
+    return written
+
+
+def summarise(out: Path, protocol: Protocol) -> tuple[str, list[Path]]:
+    """Write table.md, results.json and the plots for the finished runs under ``out``."""
+    rows = _rows(_load_runs(out))
+    if not rows:
+        return "no finished runs yet\n", []
+    md = markdown(rows, protocol)
+    save_text(md, out / "table.md")
+    save_json({"protocol": protocol.name, "rows": rows, "paper": PAPER}, out / "results.json")
+    return md, [out / "table.md", out / "results.json", *_plots(rows, out)]

@@ -1,0 +1,115 @@
+"""``qlam-qiskit bench``: a grid of models × tasks × seeds on one budget, and the comparison table."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import click
+from tqdm.auto import tqdm
+
+from ..bench import PROTOCOLS, plan, run_grid, summarise
+from ..bench.protocol import MODELS
+from ..data import DATA_ENV, TASKS
+from ..training.checkpoint import save_json
+
+
+def _ints(text: str | None) -> tuple[int, ...] | None:
+    """'0,1,2' -> (0, 1, 2); None stays None."""
+    if text is None:
+        return None
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: give comma-separated integers, e.g. 0,1") from None
+
+
+def _names(text: str | None, allowed: tuple[str, ...], what: str) -> tuple[str, ...] | None:
+    """'a,b' -> ('a', 'b'), each checked against ``allowed``."""
+    if text is None:
+        return None
+    names = tuple(v.strip() for v in text.split(",") if v.strip())
+    bad = [v for v in names if v not in allowed]
+    if bad or not names:
+        raise click.BadParameter(f"unknown {what} {', '.join(bad) or '(none)'}; choose from "
+                                 f"{', '.join(allowed)}")
+    return names
+
+
+@click.command("bench")
+@click.option("--protocol", "name", type=click.Choice(list(PROTOCOLS)), default="cpu",
+              show_default=True, help="; ".join(f"{k}: {p.about}" for k, p in PROTOCOLS.items()))
+@click.option("--models", help=f"Comma-separated subset of {','.join(MODELS)}.")
+@click.option("--tasks", help="Comma-separated subset of " + ",".join(t for t in TASKS
+                                                                     if t != "mnist-mini") + ".")
+@click.option("--seeds", help="Comma-separated seeds, e.g. 0,1,2.")
+@click.option("--pools", help="Comma-separated pooling factors, e.g. 4,2,1 for accuracy against "
+                              "sequence length.")
+@click.option("--epochs", type=click.IntRange(1), help="Override the protocol's epochs.")
+@click.option("--limit-train", type=click.IntRange(1), help="Override training images per run.")
+@click.option("--limit-test", type=click.IntRange(1), help="Override test images per run.")
+@click.option("--jobs", type=click.IntRange(1), help="Runs at once (default: the protocol's).")
+@click.option("--threads", type=click.IntRange(1), default=1, show_default=True,
+              help="Torch threads per run.")
+@click.option("--device", help="Override the protocol's device (cpu, cuda).")
+@click.option("--data-dir", type=click.Path(file_okay=False), envvar=DATA_ENV,
+              help=f"Folder with the task folders (mnist/, fashion-mnist/, cifar10/); env {DATA_ENV}.")
+@click.option("--out", type=click.Path(file_okay=False),
+              help="Grid folder (default: runs/bench-<protocol>). Rerun to resume.")
+@click.option("--dry-run", is_flag=True, help="List the cells and their commands; run nothing.")
+def bench_cmd(name, models, tasks, seeds, pools, epochs, limit_train, limit_test, jobs, threads,
+              device, data_dir, out, dry_run) -> None:
+    """Run a protocol's grid (resuming an interrupted one) and write table.md, results.json, plots."""
+    from .main import _check_device
+    overrides = {"models": _names(models, MODELS, "model"),
+                 "tasks": _names(tasks, tuple(t for t in TASKS if t != "mnist-mini"), "task"),
+                 "seeds": _ints(seeds), "pools": _ints(pools), "epochs": epochs,
+                 "limit_train": limit_train, "limit_test": limit_test, "jobs": jobs,
+                 "device": device}
+    protocol = replace(PROTOCOLS[name], **{k: v for k, v in overrides.items() if v is not None})
+    if any(p < 1 for p in protocol.pools):
+        raise click.BadParameter("pooling factors must be >= 1", param_hint="--pools")
+    out = Path(out) if out else Path("runs") / f"bench-{name}"
+    saved = out / "protocol.json"
+    if saved.is_file() and json.loads(saved.read_text()) != json.loads(json.dumps(asdict(protocol))):
+        raise click.ClickException(f"{out} holds a grid with other settings ({saved}); rerun with "
+                                   "the same options to resume it, or choose another --out")
+    try:
+        _check_device(protocol.device)
+    except ValueError as err:
+        raise click.ClickException(str(err)) from None
+    cells = plan(protocol)
+    done = [c for c in cells if (out / "runs" / c.name / "result.json").is_file()]
+    click.echo(f"qlam-qiskit bench: protocol {name}, {len(cells)} runs ({len(done)} finished), "
+               f"{protocol.jobs} at a time x {threads} thread(s) -> {out}")
+    if dry_run:
+        from ..bench.grid import command
+        for c in cells:
+            state = "done" if c in done else "todo"
+            click.echo(f"[{state}] {c.name} (d_model {c.d_model}): " + " ".join(
+                command(c, protocol, out / "runs" / c.name, data_dir=data_dir, threads=threads)[3:]))
+        return
+    save_json(asdict(protocol), saved)
+    bar = tqdm(total=len(cells), initial=len(done), desc="bench", unit="run", dynamic_ncols=True)
+    failed: list[str] = []
+
+    def on_done(cell, rc: int) -> None:
+        bar.update(1)
+        if rc:
+            failed.append(cell.name)
+            tqdm.write(f"{cell.name} failed (exit {rc}); see {out / 'runs' / cell.name / 'run.log'}")
+        else:
+            summarise(out, protocol)  # table grows as runs finish
+    try:
+        run_grid(protocol, out, data_dir=data_dir, threads=threads, on_done=on_done)
+    except KeyboardInterrupt:
+        raise click.ClickException(f"interrupted; rerun the same command to resume ({out})") from None
+    finally:
+        bar.close()
+    table, files = summarise(out, protocol)
+    click.echo(table)
+    click.echo("wrote " + ", ".join(str(f) for f in files))
+    if failed:
+        raise click.ClickException(f"{len(failed)} run(s) failed: {', '.join(failed)}; fix the "
+                                   "cause in their run.log and rerun to resume")
