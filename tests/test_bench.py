@@ -17,20 +17,20 @@ from qlam_qiskit.cli.main import main
 def test_cpu_protocol_matches_parameter_counts_within_ten_percent() -> None:
     p = PROTOCOLS["cpu"]
     cells = plan(p)
-    assert len(cells) == len(p.tasks) * len(p.models) * len(p.seeds) * len(p.pools)
+    assert len(cells) == len(p.tasks) * len(p.models) * len(p.seeds) * len(p.downsample)
     assert len({c.name for c in cells}) == len(cells)
     for task in p.tasks:
         width = {c.model: c.d_model for c in cells if c.task == task}
-        target = _num_params("qlam", task, p.pools[0], width["qlam"], p.gray)
+        target = _num_params("qlam", task, p.downsample[0], width["qlam"], p.gray)
         for model, d in width.items():
-            n = _num_params(model, task, p.pools[0], d, p.gray)
+            n = _num_params(model, task, p.downsample[0], d, p.gray)
             assert abs(n - target) / target < 0.10, (task, model, n, target)
 
 
 def test_command_resumes_from_a_checkpoint(tmp_path: Path) -> None:
     cell = plan(PROTOCOLS["cpu"])[0]
     fresh = command(cell, PROTOCOLS["cpu"], tmp_path, data_dir="d", threads=1)
-    assert "--resume" not in fresh and fresh[fresh.index("--pool") + 1] == "2"
+    assert "--resume" not in fresh and fresh[fresh.index("--downsample") + 1] == "2"
     assert fresh[fresh.index("--d-model") + 1] == str(cell.d_model)
     (tmp_path / "checkpoint.pt").write_bytes(b"x")
     again = command(cell, PROTOCOLS["cpu"], tmp_path, data_dir="d", threads=1)
@@ -43,11 +43,11 @@ def _bench(*args) -> object:
 
 @pytest.fixture(scope="module")
 def grid(tmp_path_factory) -> tuple[Path, Path, list[str]]:
-    """A 2-model x 2-pool grid on a generated MNIST folder, one epoch each."""
+    """A 2-model x 2-downsampling grid on a generated MNIST folder, one epoch each."""
     root = tmp_path_factory.mktemp("bench")
     make_mnist(root / "mnist")
     out = root / "grid"
-    args = ["--tasks", "smnist", "--models", "qlam,gru", "--seeds", "0", "--pools", "7,4",
+    args = ["--tasks", "smnist", "--models", "qlam,gru", "--seeds", "0", "--downsample", "7,4",
             "--epochs", "1", "--limit-train", "27", "--limit-test", "10", "--jobs", "2",
             "--data-dir", root, "--out", out]
     res = _bench(*args)
@@ -70,9 +70,9 @@ def test_grid_writes_table_json_and_plots(grid) -> None:
 
 def test_rerun_skips_finished_and_resumes_cut_short_runs(grid) -> None:
     _, out, args = grid
-    done = out / "runs" / "smnist-p4-gru-s0"
+    done = out / "runs" / "smnist-d4-gru-s0"
     (done / "result.json").unlink()  # as if cut short after its last checkpoint
-    kept = out / "runs" / "smnist-p4-qlam-s0" / "result.json"
+    kept = out / "runs" / "smnist-d4-qlam-s0" / "result.json"
     stamp = kept.stat().st_mtime_ns
     res = _bench(*args)
     assert res.exit_code == 0, res.output
@@ -84,7 +84,7 @@ def test_rerun_skips_finished_and_resumes_cut_short_runs(grid) -> None:
 def test_seeds_are_averaged_with_their_spread(tmp_path: Path) -> None:
     from qlam_qiskit.bench.report import summarise
     for seed, acc in ((0, 0.5), (1, 0.7)):
-        run = tmp_path / "runs" / f"smnist-p2-ssm-s{seed}"
+        run = tmp_path / "runs" / f"smnist-d2-ssm-s{seed}"
         run.mkdir(parents=True)
         (run / "metrics.jsonl").write_text(json.dumps({"val_acc": acc}) + "\n")
         (run / "result.json").write_text(json.dumps({
@@ -104,7 +104,7 @@ def test_other_settings_in_the_same_folder_are_refused(grid) -> None:
     assert res.exit_code != 0 and "other settings" in res.output and "Traceback" not in res.output
 
 
-@pytest.mark.parametrize("bad", [["--models", "qlam,foo"], ["--seeds", "a"], ["--pools", "0"]])
+@pytest.mark.parametrize("bad", [["--models", "qlam,foo"], ["--seeds", "a"], ["--downsample", "0"]])
 def test_bad_options_are_one_line(bad, tmp_path: Path) -> None:
     res = _bench(*bad, "--out", tmp_path / "g", "--dry-run")
     assert res.exit_code != 0 and "Traceback" not in res.output

@@ -186,18 +186,18 @@ def test_scifar10_npz_tokens_and_gray(tmp_path: Path, no_env: None) -> None:
     assert abs(float(g.x_train.mean())) < 1e-4
 
 
-def test_pool_averages_blocks(tmp_path: Path, no_env: None) -> None:
+def test_downsample_averages_blocks(tmp_path: Path, no_env: None) -> None:
     raw = make_mnist(tmp_path)
-    d = load_task("smnist", tmp_path, pool=2)
+    d = load_task("smnist", tmp_path, downsample=2)
     assert d.x_test.shape == (20, 196, 1) and d.seq_len == 196
     pooled = raw["x_te"].astype(np.float64).reshape(N_TEST, 14, 2, 14, 2).mean(axis=(2, 4))
     assert np.corrcoef(d.x_test[:, :, 0].numpy().ravel(), pooled.ravel())[0, 1] > 0.99999
     make_cifar_npz(tmp_path / "cifar10")
-    g = load_task("scifar10", tmp_path, gray=True, pool=2)
+    g = load_task("scifar10", tmp_path, gray=True, downsample=2)
     assert g.x_train.shape == (54, 256, 1)
     for task in ("psmnist", "mnist-mini"):
-        with pytest.raises(DataError, match="pool 1"):
-            load_task(task, tmp_path, pool=2)
+        with pytest.raises(DataError, match="use 1"):
+            load_task(task, tmp_path, downsample=2)
 
 
 def test_scifar10_batches_match_npz(tmp_path: Path, no_env: None) -> None:

@@ -22,10 +22,10 @@ from .protocol import Protocol
 
 @dataclass(frozen=True)
 class Cell:
-    """One run of the grid: a model on a task (at a pooling factor) with a seed."""
+    """One run of the grid: a model on a task (at a pixel downsampling factor) with a seed."""
 
     task: str
-    pool: int
+    downsample: int
     model: str
     seed: int
     d_model: int
@@ -33,25 +33,25 @@ class Cell:
 
     @property
     def name(self) -> str:
-        return f"{self.task}-p{self.pool}-{self.model}-s{self.seed}"
+        return f"{self.task}-d{self.downsample}-{self.model}-s{self.seed}"
 
 
-def _num_params(kind: str, task: str, pool: int, d_model: int, gray: bool) -> int:
+def _num_params(kind: str, task: str, downsample: int, d_model: int, gray: bool) -> int:
     """Parameters of ``kind`` with residual width ``d_model`` on ``task`` (built, then counted)."""
-    p = preset(task, pool)
+    p = preset(task, downsample)
     channels = 1 if task != "scifar10" or gray else 3
-    t = SEQ_LEN[task] // (pool * pool)
+    t = SEQ_LEN[task] // (downsample * downsample)
     cfg = ModelConfig(**{**p["model"], "d_model": d_model}, d_input=channels, num_classes=10,
                       max_len=t if p["position"] else 0)
     model = QLAMClassifier(cfg) if kind == "qlam" else BaselineClassifier(kind, cfg)
     return sum(q.numel() for q in model.parameters())
 
 
-def matched_width(kind: str, task: str, pool: int, gray: bool, target: int) -> int:
+def matched_width(kind: str, task: str, downsample: int, gray: bool, target: int) -> int:
     """Even residual width whose parameter count is nearest ``target`` (counts grow with width)."""
     best, best_gap = 8, None
     for d in range(8, 513, 2):
-        gap = _num_params(kind, task, pool, d, gray) - target
+        gap = _num_params(kind, task, downsample, d, gray) - target
         if best_gap is None or abs(gap) < abs(best_gap):
             best, best_gap = d, gap
         if gap > 0:
@@ -63,13 +63,13 @@ def plan(protocol: Protocol) -> list[Cell]:
     """The protocol's cells in run order: task by task, seeds outermost so early results span models."""
     cells = []
     for task in protocol.tasks:
-        for pool in protocol.pools:
-            d_qlam = preset(task, pool)["model"]["d_model"]
-            target = _num_params("qlam", task, pool, d_qlam, protocol.gray)
+        for ds in protocol.downsample:
+            d_qlam = preset(task, ds)["model"]["d_model"]
+            target = _num_params("qlam", task, ds, d_qlam, protocol.gray)
             width = {m: d_qlam if m == "qlam" or not protocol.match_params
-                     else matched_width(m, task, pool, protocol.gray, target)
+                     else matched_width(m, task, ds, protocol.gray, target)
                      for m in protocol.models}
-            cells += [Cell(task, pool, m, s, width[m]) for s in protocol.seeds
+            cells += [Cell(task, ds, m, s, width[m]) for s in protocol.seeds
                       for m in protocol.models]
     return cells
 
@@ -84,7 +84,7 @@ def command(cell: Cell, protocol: Protocol, run_dir: Path, *, data_dir: str | No
         args += ["--data-dir", str(data_dir)]
     if (run_dir / "checkpoint.pt").exists():
         return args + ["--resume"]  # everything else comes from the checkpoint
-    args += ["--task", cell.task, "--pool", str(cell.pool), "--model", cell.model, "--seed",
+    args += ["--task", cell.task, "--downsample", str(cell.downsample), "--model", cell.model, "--seed",
              str(cell.seed), "--d-model", str(cell.d_model), "--epochs", str(p.epochs),
              "--batch-size", str(p.batch_size), "--lr", str(p.lr), "--circuit-lr",
              str(p.circuit_lr)]
@@ -117,7 +117,7 @@ def run_grid(protocol: Protocol, out: Path, *, data_dir: str | None = None, thre
             on_done(cell, rc)
         return rc
 
-    with ThreadPoolExecutor(max_workers=max(1, protocol.jobs)) as pool:
-        for cell, rc in zip(todo, pool.map(go, todo)):
+    with ThreadPoolExecutor(max_workers=max(1, protocol.jobs)) as workers:
+        for cell, rc in zip(todo, workers.map(go, todo)):
             status[cell.name] = rc
     return status

@@ -26,8 +26,9 @@ class Protocol:
     """Models in the grid: qlam and the classical baselines. Default: all six."""
     seeds: tuple[int, ...] = (0, 1)
     """Seeds; each draws its own validation split and initialisation. Default: (0, 1)."""
-    pools: tuple[int, ...] = (1,)
-    """Pixel pooling factors (T shrinks pool² times); several give accuracy against length. Default: (1,)."""
+    downsample: tuple[int, ...] = (1,)
+    """Pixel downsampling factors k (k×k blocks averaged, T shrinks k² times); several give accuracy
+    against length. Default: (1,)."""
     gray: bool = True
     """scifar10 as one luminance channel (as in LRA's Image task). Default: True."""
     limit_train: int | None = None
@@ -54,9 +55,9 @@ class Protocol:
 
 PROTOCOLS: dict[str, Protocol] = {
     "cpu": Protocol(
-        "cpu", pools=(2,), limit_train=3000, limit_test=1000, epochs=8, batch_size=128,
+        "cpu", downsample=(2,), limit_train=3000, limit_test=1000, epochs=8, batch_size=128,
         lr=4e-3, circuit_lr=1.5e-2, jobs=2,
-        about="2-core CPU, about an hour: images pooled 2x2 (T=196/196/256), 3,000 train / "
+        about="2-core CPU, about an hour: images downsampled 2x2 (T=196/196/256), 3,000 train / "
               "1,000 test images, 8 epochs, 2 seeds. Not the paper's setting: a quick, fair "
               "ranking of the memories."),
     "gpu": Protocol(

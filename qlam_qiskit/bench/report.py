@@ -76,7 +76,7 @@ def markdown(rows: list[dict], protocol: Protocol) -> str:
                      f"{r['test_acc']:.1f} ± {r['test_acc_std']:.1f} | {r['train_seconds']:.0f} | "
                      f"{r['sample_steps_per_s']:,.0f} |")
     lines += ["", "For reference, arXiv:2605.13833 (10-fold mean, full-length sequences, its own "
-              "budget; not comparable to a pooled or subset protocol):", "",
+              "budget; not comparable to a downsampled or subset protocol):", "",
               "| model | smnist | sfmnist | scifar10 |", "|---|---|---|---|"]
     lines += [f"| {k} | {v['smnist']} | {v['sfmnist']} | {v['scifar10']} |" for k, v in PAPER.items()]
     return "\n".join(lines) + "\n"

@@ -44,7 +44,7 @@ def _names(text: str | None, allowed: tuple[str, ...], what: str) -> tuple[str, 
 @click.option("--tasks", help="Comma-separated subset of " + ",".join(t for t in TASKS
                                                                      if t != "mnist-mini") + ".")
 @click.option("--seeds", help="Comma-separated seeds, e.g. 0,1,2.")
-@click.option("--pools", help="Comma-separated pooling factors, e.g. 4,2,1 for accuracy against "
+@click.option("--downsample", help="Comma-separated pixel downsampling factors, e.g. 4,2,1 for accuracy against "
                               "sequence length.")
 @click.option("--epochs", type=click.IntRange(1), help="Override the protocol's epochs.")
 @click.option("--limit-train", type=click.IntRange(1), help="Override training images per run.")
@@ -58,18 +58,18 @@ def _names(text: str | None, allowed: tuple[str, ...], what: str) -> tuple[str, 
 @click.option("--out", type=click.Path(file_okay=False),
               help="Grid folder (default: runs/bench-<protocol>). Rerun to resume.")
 @click.option("--dry-run", is_flag=True, help="List the cells and their commands; run nothing.")
-def bench_cmd(name, models, tasks, seeds, pools, epochs, limit_train, limit_test, jobs, threads,
+def bench_cmd(name, models, tasks, seeds, downsample, epochs, limit_train, limit_test, jobs, threads,
               device, data_dir, out, dry_run) -> None:
     """Run a protocol's grid (resuming an interrupted one) and write table.md, results.json, plots."""
     from .main import _check_device
     overrides = {"models": _names(models, MODELS, "model"),
                  "tasks": _names(tasks, tuple(t for t in TASKS if t != "mnist-mini"), "task"),
-                 "seeds": _ints(seeds), "pools": _ints(pools), "epochs": epochs,
+                 "seeds": _ints(seeds), "downsample": _ints(downsample), "epochs": epochs,
                  "limit_train": limit_train, "limit_test": limit_test, "jobs": jobs,
                  "device": device}
     protocol = replace(PROTOCOLS[name], **{k: v for k, v in overrides.items() if v is not None})
-    if any(p < 1 for p in protocol.pools):
-        raise click.BadParameter("pooling factors must be >= 1", param_hint="--pools")
+    if any(p < 1 for p in protocol.downsample):
+        raise click.BadParameter("downsampling factors must be >= 1", param_hint="--downsample")
     out = Path(out) if out else Path("runs") / f"bench-{name}"
     saved = out / "protocol.json"
     if saved.is_file() and json.loads(saved.read_text()) != json.loads(json.dumps(asdict(protocol))):

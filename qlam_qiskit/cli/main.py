@@ -53,7 +53,7 @@ def _check_device(device: str) -> None:
 @click.option("--data-dir", type=click.Path(file_okay=False), envvar=DATA_ENV,
               help=f"Folder with the task's files (or their parent); env {DATA_ENV}.")
 @click.option("--gray", is_flag=True, help="scifar10: one luminance channel instead of RGB.")
-@click.option("--pool", type=click.IntRange(1), default=1, show_default=True,
+@click.option("--downsample", type=click.IntRange(1), default=1, show_default=True,
               help="Average PxP pixel blocks first: T shrinks P² times (quick runs; not the "
                    "published tasks).")
 @click.option("--backend", default="statevector", show_default=True,
@@ -87,7 +87,7 @@ def _check_device(device: str) -> None:
               help="Run folder (default: a new folder under ./runs/).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def run_cmd(task, data_dir, gray, pool, backend, kind, epochs, batch_size, lr, circuit_lr, limit_train,
+def run_cmd(task, data_dir, gray, downsample, backend, kind, epochs, batch_size, lr, circuit_lr, limit_train,
             limit_test, seed, device, threads, out, resume, quiet, **model_opts) -> None:
     """Train a QLAM classifier on a sequence task and report its test accuracy."""
     try:
@@ -108,10 +108,10 @@ def run_cmd(task, data_dir, gray, pool, backend, kind, epochs, batch_size, lr, c
                 tcfg.epochs = epochs
             d = state["data"]
             task, gray, limit_train, limit_test = d["task"], d["gray"], d["limit_train"], d["limit_test"]
-            pool = d.get("pool", 1)
+            downsample = d.get("downsample", 1)
             data_dir = data_dir or d.get("data_dir")
         else:
-            p = preset(task, pool)
+            p = preset(task, downsample)
             position = model_opts.pop("position")
             position = p["position"] if position is None else position
             mcfg = ModelConfig(**{**p["model"], **{k: v for k, v in model_opts.items()
@@ -125,7 +125,7 @@ def run_cmd(task, data_dir, gray, pool, backend, kind, epochs, batch_size, lr, c
             raise FileExistsError(f"{out} already holds a run; pass --resume to continue it "
                                   "or choose another --out")
         data = load_task(task, data_dir, gray=gray, limit_train=limit_train,
-                         limit_test=limit_test, seed=tcfg.seed, pool=pool)
+                         limit_test=limit_test, seed=tcfg.seed, downsample=downsample)
         mcfg.d_input, mcfg.num_classes = data.channels, data.num_classes
         if not resume:
             mcfg.max_len = data.seq_len if position else 0
@@ -142,7 +142,7 @@ def run_cmd(task, data_dir, gray, pool, backend, kind, epochs, batch_size, lr, c
                f"{nthreads} thread(s) -> {out}")
     meta = {"model": kind, "model_kind": kind, "backend": backend, "model_config": asdict(mcfg),
             "data": {"task": task, "data_dir": str(data_dir) if data_dir else None, "gray": gray,
-                     "pool": pool, "limit_train": limit_train, "limit_test": limit_test,
+                     "downsample": downsample, "limit_train": limit_train, "limit_test": limit_test,
                      "seq_len": data.seq_len, "mean": list(data.mean), "std": list(data.std),
                      "class_names": list(data.class_names)}}
     try:

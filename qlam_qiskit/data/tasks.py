@@ -114,17 +114,18 @@ def _load_embedded() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return x_tr, y_tr.astype(np.int64), x_te, y_te.astype(np.int64)
 
 
-def _to_sequences(images: np.ndarray, task: str, gray: bool, pool: int = 1) -> np.ndarray:
+def _to_sequences(images: np.ndarray, task: str, gray: bool, downsample: int = 1) -> np.ndarray:
     """Flatten uint8 images to float32 sequences (N, T, C) in [0, 1], in the task's pixel order.
 
-    ``pool`` > 1 averages pool×pool pixel blocks first (28×28 -> 14×14 at 2): T shrinks by pool².
+    ``downsample`` > 1 averages k×k pixel blocks first (28×28 -> 14×14 at 2): T shrinks by k².
     """
     n = images.shape[0]
     img = images.reshape(n, 32, 32, 3) if task == "scifar10" else images[..., None]  # (N, H, W, C)
     img = img.astype(np.float32) / 255.0
-    if pool > 1:
-        h, w = img.shape[1] // pool, img.shape[2] // pool
-        img = img[:, :h * pool, :w * pool].reshape(n, h, pool, w, pool, -1).mean(axis=(2, 4))
+    if downsample > 1:
+        k = downsample
+        h, w = img.shape[1] // k, img.shape[2] // k
+        img = img[:, :h * k, :w * k].reshape(n, h, k, w, k, -1).mean(axis=(2, 4))
     seq = img.reshape(n, img.shape[1] * img.shape[2], img.shape[3])  # (N, T, C) row-major
     if task == "scifar10" and gray:
         seq = (seq @ LUMA)[:, :, None]  # (N, T, 1)
@@ -142,14 +143,14 @@ def load_task(
     limit_test: int | None = None,
     val_fraction: float = 0.1,
     seed: int = 0,
-    pool: int = 1,
+    downsample: int = 1,
 ) -> TaskData:
     """Load a task as normalised (N, T, C) sequences with a seeded validation split carved from train.
 
     Validation takes ``round(val_fraction * N)`` examples of the shuffled train split before any limit;
     ``limit_train`` keeps the first k of the rest and caps validation at ``max(1, limit_train // 9)``;
     ``limit_test`` keeps the first k of a seeded shuffle of test. Channel mean/std come from the final
-    train split. ``pool`` > 1 averages pool×pool pixel blocks (shorter sequences for quick
+    train split. ``downsample`` > 1 averages k×k pixel blocks (shorter sequences for quick
     protocols; not the published tasks). ``psmnist`` uses the fixed pixel order ``PSMNIST_PERMUTATION``
     (``np.random.default_rng(20260605).permutation(784)``).
     """
@@ -157,10 +158,10 @@ def load_task(
         raise DataError(f"unknown task {name!r}: choose one of {', '.join(TASKS)}")
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    if pool < 1 or (pool > 1 and name in ("psmnist", "mnist-mini")):
-        raise DataError(f"pool={pool} is not available for {name}: use pool 1"
+    if downsample < 1 or (downsample > 1 and name in ("psmnist", "mnist-mini")):
+        raise DataError(f"downsample {downsample} is not available for {name}: use 1"
                         + (" (mnist-mini is already 14x14)" if name == "mnist-mini" else
-                           " (the psmnist permutation is fixed for 784 pixels)" if pool > 1 else ""))
+                           " (the psmnist permutation is fixed for 784 pixels)" if downsample > 1 else ""))
     for label, lim in (("limit_train", limit_train), ("limit_test", limit_test)):
         if lim is not None and lim < 1:
             raise ValueError(f"{label} must be a positive integer, got {lim}")
@@ -188,9 +189,9 @@ def load_task(
     if limit_test is not None:
         test_idx = rng.permutation(len(x_te))[:limit_test]
 
-    xs_tr = _to_sequences(x_tr[train_idx], name, gray, pool)  # (N, T, C)
-    xs_val = _to_sequences(x_tr[val_idx], name, gray, pool)  # (Nv, T, C)
-    xs_te = _to_sequences(x_te[test_idx], name, gray, pool)  # (Nt, T, C)
+    xs_tr = _to_sequences(x_tr[train_idx], name, gray, downsample)  # (N, T, C)
+    xs_val = _to_sequences(x_tr[val_idx], name, gray, downsample)  # (Nv, T, C)
+    xs_te = _to_sequences(x_te[test_idx], name, gray, downsample)  # (Nt, T, C)
     mean = xs_tr.mean(axis=(0, 1), dtype=np.float64).astype(np.float32)  # (C,)
     std = np.maximum(xs_tr.std(axis=(0, 1), dtype=np.float64), 1e-6).astype(np.float32)  # (C,)
 

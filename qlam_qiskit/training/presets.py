@@ -11,7 +11,7 @@ import math
 _MODEL = {"d_model": 32, "layers": 2, "heads": 8, "qubits": 4, "queries": 2, "entangler": "rzz",
           "input_scale": 0.3, "mix_init": 0.5}
 SEQ_LEN = {"mnist-mini": 196, "smnist": 784, "psmnist": 784, "sfmnist": 784, "scifar10": 1024}
-"""Tokens per image at pool 1."""
+"""Tokens per image at downsample 1."""
 
 PRESETS: dict[str, dict] = {
     "mnist-mini": {"model": _MODEL, "position": True,
@@ -23,11 +23,11 @@ for _task in ("smnist", "psmnist", "sfmnist", "scifar10"):
                       "train": {"epochs": 10, "batch_size": 32, "lr": 3e-3, "circuit_lr": 1e-2}}
 
 
-def preset(task: str, pool: int = 1) -> dict:
-    """Copies of the model and train defaults for ``task`` (read with ``pool``), and whether to
+def preset(task: str, downsample: int = 1) -> dict:
+    """Copies of the model and train defaults for ``task`` (read with pixel ``downsample``), and whether to
     embed positions. Input angles are scaled by sqrt(196 / T) so the phase a memory accumulates
     over the sequence has the spread that worked at T = 196 (0.15 at T = 784)."""
     p = PRESETS[task]
-    t = SEQ_LEN[task] // (pool * pool)
+    t = SEQ_LEN[task] // (downsample * downsample)
     model = {**p["model"], "input_scale": round(p["model"]["input_scale"] * math.sqrt(196 / t), 4)}
     return {"model": model, "train": dict(p["train"]), "position": p["position"]}
