@@ -128,20 +128,47 @@ def compact(circuit: QuantumCircuit, qubits: Sequence[int]) -> QuantumCircuit:
     return out
 
 
+class _TargetView:
+    """The parts of a Target that Aer's noise builders read, restricted to some qubits."""
+
+    def __init__(self, target: Any, qubits: Sequence[int]) -> None:
+        self._target, self._keep = target, set(qubits)
+        self.qubit_properties = target.qubit_properties
+        self.num_qubits = target.num_qubits
+
+    def operation_from_name(self, name: str) -> Any:
+        return self._target.operation_from_name(name)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self._target.get(name, default)
+
+    def items(self):
+        for name, props in self._target.items():
+            if props is None:
+                yield name, None
+            else:
+                yield name, {qs: p for qs, p in props.items()
+                             if qs is not None and set(qs) <= self._keep}
+
+
 def reduced_noise_model(backend: Any, qubits: Sequence[int]) -> Any:
-    """An Aer NoiseModel with the device's gate and readout errors on ``qubits`` only, renumbered."""
+    """An Aer NoiseModel with the device's gate and readout errors on ``qubits`` only, renumbered.
+
+    Same errors as NoiseModel.from_backend (depolarizing + thermal relaxation per gate, readout),
+    computed for the active qubits only: milliseconds instead of ~10 s for a 156-qubit device.
+    """
     from qiskit_aer.noise import NoiseModel
-    from qiskit_aer.noise.device.models import basic_device_gate_errors, basic_device_readout_errors
+    from qiskit_aer.noise.device.models import (_basic_device_target_gate_errors,
+                                                basic_device_readout_errors)
 
     pos = {q: i for i, q in enumerate(qubits)}
-    target = backend.target
+    view = _TargetView(backend.target, qubits)
     model = NoiseModel(basis_gates=list(backend.operation_names))
-    for qs, error in basic_device_readout_errors(None, target=target):
+    for qs, error in basic_device_readout_errors(None, target=view):
         if all(q in pos for q in qs):
             model.add_readout_error(error, [pos[q] for q in qs])
-    for name, qs, error in basic_device_gate_errors(None, target=target):
-        if qs is not None and all(q in pos for q in qs):
-            model.add_quantum_error(error, name, [pos[q] for q in qs])
+    for name, qs, error in _basic_device_target_gate_errors(view):
+        model.add_quantum_error(error, name, [pos[q] for q in qs])
     return model
 
 

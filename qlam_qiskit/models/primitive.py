@@ -140,19 +140,30 @@ class PrimitiveQLAM(QLAMClassifier):
                 self._cache[keys[i]] = ev
         return torch.as_tensor(np.stack([self._cache[k] for k in keys]), dtype=torch.float64)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """x (B, T, d_input) -> logits (B, num_classes), the circuit evaluated by the QNN."""
+    def angles(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """x (B, T, d_input) -> residual stream h (B, T, d) and input angles θ (B, T, m)."""
         h = self.embed(x)  # (B, T, d)
         if self.pos is not None:
+            if x.shape[1] > self.pos.shape[0]:
+                raise ValueError(f"sequence of {x.shape[1]} tokens is longer than max_len "
+                                 f"{self.pos.shape[0]} of the position embedding")
             h = h + self.pos[: x.shape[1]]
         blk = self.blocks[0]
-        layer = blk.mixer
-        theta = layer.proj(blk.norm1(h))  # (B, T, m): per-token input angles of the one memory
-        e = self.expectations(theta.flatten(1), layer.mix[0])  # (B, E)
-        ev = pauli_readout(e, layer.basis[0], self.num_qubits, self.terms)  # (B, K·M)
-        z = h[:, -1] + blk.drop(layer.out(ev.to(layer.out.weight.dtype)))  # (B, d)
+        return h, blk.mixer.proj(blk.norm1(h))  # θ: per-token input angles of the one memory
+
+    def finish(self, h: Tensor, ev: Tensor) -> Tensor:
+        """Residual stream h (B, T, d) and query readouts ev (B, K·M) -> logits (B, classes)."""
+        blk = self.blocks[0]
+        z = h[:, -1] + blk.drop(blk.mixer.out(ev.to(blk.mixer.out.weight.dtype)))  # (B, d)
         z = z + blk.drop(blk.mlp(blk.norm2(z)))
         return self.head(self.norm(z))  # (B, classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x (B, T, d_input) -> logits (B, num_classes), the circuit evaluated by the QNN."""
+        h, theta = self.angles(x)  # (B, T, d), (B, T, m)
+        layer = self.blocks[0].mixer
+        e = self.expectations(theta.flatten(1), layer.mix[0])  # (B, E)
+        return self.finish(h, pauli_readout(e, layer.basis[0], self.num_qubits, self.terms))
 
 
 def sequence_template(model: PrimitiveQLAM, steps: int) -> Any:
