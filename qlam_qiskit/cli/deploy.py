@@ -252,7 +252,7 @@ def export_sample(state: dict, sample: int, fmt: str, out: Path) -> dict:
                                               else 0)))
         state_t = el.engine.run(th.transpose(0, 1).unsqueeze(1), el.mix, all_states=False)
         evs = el.measure(state_t, el.basis).reshape(-1).tolist()  # (K·M,) exact engine
-    obs = query_observables(layer.readout_template, layer.basis[0].numpy())
+    obs = query_observables(layer.readout_template, layer.basis[0].detach().numpy())
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"sample{sample}"
     if fmt == "qpy":
