@@ -76,6 +76,7 @@ def _cost_report(model: PrimitiveQLAM, qnn: Any, data: Any, tcfg: TrainConfig, s
         model.zero_grad(set_to_none=True)
     probe = (time.perf_counter() - t0) / len(xb)  # seconds per sample, forward + gradient
     model._cache.clear()
+    qnn.calls.update(forward=0, backward=0, parameter_sets=0)  # count training only
     evals = len(data.x_val) + len(data.x_test)
     train_s = probe * len(data.x_train) * (1 if scope == "head" else tcfg.epochs)
     est = train_s + probe / (1 + per_sample) * evals * tcfg.epochs
@@ -93,14 +94,14 @@ def _cost_report(model: PrimitiveQLAM, qnn: Any, data: Any, tcfg: TrainConfig, s
             "estimated_seconds": est, "steps_per_epoch": steps}
 
 
-def run_primitives(*, task: str, data_dir: Any, gray: bool, backend: str, mcfg: ModelConfig,
+def run_primitives(*, task: str, data_dir: Any, gray: bool, target: Target, mcfg: ModelConfig,
                    tcfg: TrainConfig, out: Path, resume: bool, quiet: bool, limit_train: Any,
                    limit_test: Any, patch: int | None, scope: str, gradient: str,
                    transpile: TranspileOptions, runtime: RuntimeOptions, position: bool,
                    layout: tuple[int, ...] | None = None) -> dict:
     """Train the hardware-compatible QLAM on a primitives backend through EstimatorQNN +
     TorchConnector; same outputs as the statevector run (checkpoint, metrics, result)."""
-    target = resolve_target(backend, seed=tcfg.seed)
+    backend = target.name
     runtime.check_for(target)
     data = load_task(task, data_dir, gray=gray, limit_train=limit_train, limit_test=limit_test,
                      seed=tcfg.seed)

@@ -12,7 +12,7 @@ import torch
 from ..backends.program import EngineError
 from ..backends.estimator import RuntimeOptions
 from ..backends.registry import BACKENDS, backend_names, require_available, usable_here
-from ..backends.targets import TargetError
+from ..backends.targets import TargetError, resolve_target
 from ..backends.transpile import TranspileOptions
 from ..data.patch import patch_tokens
 from ..data import DATA_ENV, DEFAULT_TASK, TASKS, DataError, load_task
@@ -155,6 +155,7 @@ def run_cmd(task, data_dir, gray, backend, kind, epochs, batch_size, lr, circuit
             raise FileExistsError(f"{out} already holds a run; pass --resume to continue it "
                                   "or choose another --out")
         if backend != "statevector":
+            target = resolve_target(backend, seed=tcfg.seed)  # GPU/account problems first
             if kind != "qlam":
                 raise ValueError(f"--model {kind} has no circuit; primitives backends run QLAM")
             if not resume:
@@ -165,10 +166,14 @@ def run_cmd(task, data_dir, gray, backend, kind, epochs, batch_size, lr, circuit
                                      "train the hardware-compatible QLAM (--layers 1 --heads 1 "
                                      "--pool last); drop the option")
                 mcfg.layers, mcfg.heads, mcfg.pool = 1, 1, "last"
-            result = deploy.run_primitives(
-                task=task, data_dir=data_dir, gray=gray, backend=backend, mcfg=mcfg, tcfg=tcfg,
-                out=out, resume=resume, quiet=quiet, limit_train=limit_train,
-                limit_test=limit_test, position=position, **primitives)
+            try:
+                result = deploy.run_primitives(
+                    task=task, data_dir=data_dir, gray=gray, target=target, mcfg=mcfg,
+                    tcfg=tcfg, out=out, resume=resume, quiet=quiet, limit_train=limit_train,
+                    limit_test=limit_test, position=position, **primitives)
+            except KeyboardInterrupt:
+                raise click.ClickException(f"interrupted; continue with: qlam-qiskit run "
+                                           f"--resume --backend {backend} --out {out}") from None
             click.echo(f"test accuracy {result['test_accuracy']:.4f} (val "
                        f"{result['val_accuracy']:.4f}) after {result['epochs']} epochs on "
                        f"{backend}, {result['train_seconds']:.0f}s training; results in "
