@@ -142,3 +142,15 @@ def test_account_save_never_echoes_the_token(tmp_path, monkeypatch):
                              input=secret + "\n", env={"QISKIT_IBM_TOKEN": ""})
     assert secret not in res.output and res.exit_code == 1  # exists: --overwrite needed
     assert "could not save the account" in res.output
+
+
+def test_run_with_coupling_entanglement_records_its_layout(tmp_path):
+    out = tmp_path / "coupled"
+    res = ok("run", "--backend", "fake_fez", *TINY, "--qubits", 3, "--entangler", "cz",
+             "--entanglement", "coupling", "--out", out)
+    result = json.loads((out / "result.json").read_text())
+    assert len(result["layout"]) == 3 and result["model_config"]["entanglement"] == "linear"
+    assert result["transpile"]["initial_layout"] == result["layout"]
+    assert ", 8 two-qubit gates," in res.output  # T=4 tokens x 2 path pairs: no SWAPs
+    one_line_error(invoke("run", *TINY, "--entanglement", "coupling", "--out", tmp_path / "sv"),
+                   "--entanglement coupling follows a device's coupling map")

@@ -190,3 +190,23 @@ def test_ibm_backends_fail_clearly_without_account_or_network(monkeypatch):
 def test_unknown_fake_device_lists_real_ones():
     with pytest.raises(TargetError, match="no fake device 'nowhere'.*fake_"):
         resolve_target("fake_nowhere")
+
+
+@pytest.mark.parametrize("n", [4, 6])
+def test_coupling_entanglement_routes_without_swaps_on_fake_fez(n):
+    from qlam_qiskit.backends.layouts import chain_pairs, coupling_chain
+    from qlam_qiskit.backends.transpile import routing_swaps
+
+    target = resolve_target("fake_fez")
+    layout, ring = coupling_chain(target.backend, n)
+    assert len(set(layout)) == n
+    coupled = {tuple(sorted(q)) for q in target.backend.coupling_map.get_edges()}
+    pairs = chain_pairs(n, ring)
+    assert all(tuple(sorted((layout[a], layout[b]))) in coupled for a, b in pairs)
+    steps = 3
+    chain = qlam_sequence(qlam_cell(CellConfig(qubits=n, entangler="cz", pairs=pairs)), steps)
+    opts = TranspileOptions(initial_layout=layout)
+    assert routing_swaps(chain.circuit, target, opts) == 0
+    assert compile_for(chain.circuit, target, opts).two_qubit_gates == steps * len(pairs)
+    ring_cell = qlam_sequence(qlam_cell(CellConfig(qubits=n, entangler="cz")), steps)
+    assert routing_swaps(ring_cell.circuit, target) > 0  # the default ring needs SWAPs here

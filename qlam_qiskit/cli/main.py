@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import click
@@ -11,6 +11,7 @@ import torch
 
 from ..backends.program import EngineError
 from ..backends.estimator import RuntimeOptions
+from ..backends.layouts import coupling_chain
 from ..backends.registry import BACKENDS, backend_names, require_available, usable_here
 from ..backends.targets import TargetError, resolve_target
 from ..backends.transpile import TranspileOptions
@@ -70,7 +71,9 @@ def _check_device(device: str) -> None:
 @click.option("--queries", type=click.IntRange(1), help="Learned measurement bases per memory.")
 @click.option("--d-model", type=click.IntRange(1), help="Width of the residual stream.")
 @click.option("--depth", type=click.IntRange(0), help="Mixing layers per token.")
-@click.option("--entanglement", type=click.Choice(["ring", "linear", "full", "none"]))
+@click.option("--entanglement", type=click.Choice(["ring", "linear", "full", "none", "coupling"]),
+              help="coupling (fake_<device>/ibm_<device>): a ring or path of natively coupled "
+              "device qubits, so the cell routes without SWAPs.")
 @click.option("--entangler", type=click.Choice(["cz", "cx", "rzz"]))
 @click.option("--encoding", type=click.Choice(["rz", "rz_zz", "ry_rz"]))
 @click.option("--dtype", type=click.Choice(["complex64", "complex128"]))
@@ -166,6 +169,15 @@ def run_cmd(task, data_dir, gray, backend, kind, epochs, batch_size, lr, circuit
                                      "train the hardware-compatible QLAM (--layers 1 --heads 1 "
                                      "--pool last); drop the option")
                 mcfg.layers, mcfg.heads, mcfg.pool = 1, 1, "last"
+                if mcfg.entanglement == "coupling":
+                    if target.kind not in ("fake", "ibm"):
+                        raise ValueError("--entanglement coupling follows a device's coupling "
+                                         "map: use --backend fake_<device> or ibm_<device>")
+                    layout, ring = coupling_chain(target.backend, mcfg.qubits)
+                    mcfg.entanglement = "ring" if ring else "linear"
+                    primitives["layout"] = layout
+                    primitives["transpile"] = replace(primitives["transpile"],
+                                                      initial_layout=layout)
             try:
                 result = deploy.run_primitives(
                     task=task, data_dir=data_dir, gray=gray, target=target, mcfg=mcfg,
@@ -179,6 +191,9 @@ def run_cmd(task, data_dir, gray, backend, kind, epochs, batch_size, lr, circuit
                        f"{backend}, {result['train_seconds']:.0f}s training; results in "
                        f"{out}/result.json")
             return
+        if mcfg.entanglement == "coupling":
+            raise ValueError("--entanglement coupling follows a device's coupling map: use "
+                             "--backend fake_<device> or ibm_<device>")
         data = load_task(task, data_dir, gray=gray, limit_train=limit_train,
                          limit_test=limit_test, seed=tcfg.seed)
         if patch:
