@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import click
 import torch
 
 from ..backends.program import EngineError
-from ..backends.registry import BACKENDS, backend_names, require_available
+from ..backends.estimator import RuntimeOptions
+from ..backends.layouts import coupling_chain
+from ..backends.registry import BACKENDS, backend_names, require_available, usable_here
+from ..backends.targets import TargetError, resolve_target
+from ..backends.transpile import TranspileOptions
+from ..data.patch import patch_tokens
 from ..data import DATA_ENV, DEFAULT_TASK, TASKS, DataError, load_task
 from ..models import ModelConfig, QLAMClassifier
 from ..models.baselines import BASELINES, BaselineClassifier
@@ -18,7 +23,8 @@ from ..training import runtime
 from ..training.loop import TrainConfig, seed_everything, train
 from ..training.presets import preset
 
-USER_ERRORS = (DataError, EngineError, ValueError, FileNotFoundError, FileExistsError)
+USER_ERRORS = (DataError, EngineError, TargetError, ValueError, FileNotFoundError,
+               FileExistsError)
 
 
 def _fail(err: BaseException) -> click.ClickException:
@@ -36,7 +42,8 @@ def main() -> None:
 def backends_cmd() -> None:
     """List the backends and what each needs."""
     for b in BACKENDS:
-        state = "available" if b.available else "not yet in this release"
+        ok, why = usable_here(b) if b.available else (False, "not yet in this release")
+        state = f"available here ({why})" if ok else f"not available here: {why}"
         click.echo(f"{b.name:14s} {b.summary}\n{'':14s} needs: {b.needs}; {state}")
 
 
@@ -67,7 +74,9 @@ def _check_device(device: str) -> None:
 @click.option("--queries", type=click.IntRange(1), help="Learned measurement bases per memory.")
 @click.option("--d-model", type=click.IntRange(1), help="Width of the residual stream.")
 @click.option("--depth", type=click.IntRange(0), help="Mixing layers per token.")
-@click.option("--entanglement", type=click.Choice(["ring", "linear", "full", "none"]))
+@click.option("--entanglement", type=click.Choice(["ring", "linear", "full", "none", "coupling"]),
+              help="coupling (fake_<device>/ibm_<device>): a ring or path of natively coupled "
+              "device qubits, so the cell routes without SWAPs.")
 @click.option("--entangler", type=click.Choice(["cz", "cx", "rzz"]))
 @click.option("--encoding", type=click.Choice(["rz", "rz_zz", "ry_rz"]))
 @click.option("--dtype", type=click.Choice(["complex64", "complex128"]))
@@ -87,11 +96,37 @@ def _check_device(device: str) -> None:
               help="Run folder (default: a new folder under ./runs/).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--pool", type=click.Choice(["mean", "last"]),
+              help="Summarise the sequence by its mean or its last token (last + --layers 1 "
+              "--heads 1 is the hardware-compatible QLAM).")
+@click.option("--patch", type=click.IntRange(1), help="P consecutive pixels per token (T/P tokens).")
+@click.option("--train-scope", type=click.Choice(["all", "head"]), default="all",
+              show_default=True, help="Primitives: head freezes the circuit and everything before "
+              "it, training only the classical readout and head.")
+@click.option("--gradient", type=click.Choice(["shift", "spsa"]), default="shift",
+              show_default=True, help="Primitives: exact parameter shift or SPSA (2 circuits/sample).")
+@click.option("--shots", type=click.IntRange(1), help="Primitives: sampling noise of N shots "
+              "(default: exact on simulators).")
+@click.option("--optimization-level", type=click.IntRange(0, 3), default=1, show_default=True,
+              help="Primitives: preset pass manager level.")
+@click.option("--resilience-level", type=click.IntRange(0, 2), help="ibm_<device> only.")
+@click.option("--dd", is_flag=True, help="Dynamical decoupling (ibm_<device> only).")
+@click.option("--twirling", is_flag=True, help="Pauli twirling (ibm_<device> only).")
 def run_cmd(task, data_dir, gray, downsample, backend, kind, epochs, batch_size, lr, circuit_lr, limit_train,
-            limit_test, seed, device, threads, out, resume, quiet, **model_opts) -> None:
+            limit_test, seed, device, threads, out, resume, quiet, patch, train_scope, gradient,
+            shots, optimization_level, resilience_level, dd, twirling, **model_opts) -> None:
     """Train a QLAM classifier on a sequence task and report its test accuracy."""
+    primitives = {"patch": patch, "scope": train_scope, "gradient": gradient,
+                  "transpile": TranspileOptions(optimization_level, seed),
+                  "runtime": RuntimeOptions(shots=shots, seed=seed,
+                                            resilience_level=resilience_level,
+                                            dynamical_decoupling=dd, twirling=twirling)}
     try:
         require_available(backend)
+        if backend == "statevector" and (train_scope != "all" or gradient != "shift" or shots
+                                         or resilience_level is not None or dd or twirling):
+            raise ValueError("--train-scope/--gradient/--shots/--resilience-level/--dd/"
+                             "--twirling apply to primitives backends (aer, fake_<device>, ...)")
         _check_device(device)
         nthreads = runtime.configure(threads)
         if resume:
@@ -109,6 +144,8 @@ def run_cmd(task, data_dir, gray, downsample, backend, kind, epochs, batch_size,
             d = state["data"]
             task, gray, limit_train, limit_test = d["task"], d["gray"], d["limit_train"], d["limit_test"]
             downsample = d.get("downsample", 1)
+            patch = primitives["patch"] = d.get("patch")
+            position = mcfg.max_len > 0
             data_dir = data_dir or d.get("data_dir")
         else:
             p = preset(task, downsample)
@@ -124,8 +161,48 @@ def run_cmd(task, data_dir, gray, downsample, backend, kind, epochs, batch_size,
         if not resume and (out / "checkpoint.pt").exists():
             raise FileExistsError(f"{out} already holds a run; pass --resume to continue it "
                                   "or choose another --out")
+        if backend != "statevector":
+            target = resolve_target(backend, seed=tcfg.seed)  # GPU/account problems first
+            if kind != "qlam":
+                raise ValueError(f"--model {kind} has no circuit; primitives backends run QLAM")
+            if not resume:
+                bad = [f"--{k} {model_opts[k]}" for k in ("layers", "heads")
+                       if model_opts.get(k) not in (None, 1)]
+                if bad or model_opts.get("pool") == "mean":
+                    raise ValueError(f"{' '.join(bad) or '--pool mean'}: primitives backends "
+                                     "train the hardware-compatible QLAM (--layers 1 --heads 1 "
+                                     "--pool last); drop the option")
+                mcfg.layers, mcfg.heads, mcfg.pool = 1, 1, "last"
+                if mcfg.entanglement == "coupling":
+                    if target.kind not in ("fake", "ibm"):
+                        raise ValueError("--entanglement coupling follows a device's coupling "
+                                         "map: use --backend fake_<device> or ibm_<device>")
+                    layout, ring = coupling_chain(target.backend, mcfg.qubits)
+                    mcfg.entanglement = "ring" if ring else "linear"
+                    primitives["layout"] = layout
+                    primitives["transpile"] = replace(primitives["transpile"],
+                                                      initial_layout=layout)
+            try:
+                result = deploy.run_primitives(
+                    task=task, data_dir=data_dir, gray=gray, target=target, mcfg=mcfg,
+                    tcfg=tcfg, out=out, resume=resume, quiet=quiet, limit_train=limit_train,
+                    limit_test=limit_test, position=position, downsample=downsample,
+                    **primitives)
+            except KeyboardInterrupt:
+                raise click.ClickException(f"interrupted; continue with: qlam-qiskit run "
+                                           f"--resume --backend {backend} --out {out}") from None
+            click.echo(f"test accuracy {result['test_accuracy']:.4f} (val "
+                       f"{result['val_accuracy']:.4f}) after {result['epochs']} epochs on "
+                       f"{backend}, {result['train_seconds']:.0f}s training; results in "
+                       f"{out}/result.json")
+            return
+        if mcfg.entanglement == "coupling":
+            raise ValueError("--entanglement coupling follows a device's coupling map: use "
+                             "--backend fake_<device> or ibm_<device>")
         data = load_task(task, data_dir, gray=gray, limit_train=limit_train,
                          limit_test=limit_test, seed=tcfg.seed, downsample=downsample)
+        if patch:
+            data = patch_tokens(data, patch)
         mcfg.d_input, mcfg.num_classes = data.channels, data.num_classes
         if not resume:
             mcfg.max_len = data.seq_len if position else 0
@@ -143,6 +220,7 @@ def run_cmd(task, data_dir, gray, downsample, backend, kind, epochs, batch_size,
     meta = {"model": kind, "model_kind": kind, "backend": backend, "model_config": asdict(mcfg),
             "data": {"task": task, "data_dir": str(data_dir) if data_dir else None, "gray": gray,
                      "downsample": downsample, "limit_train": limit_train, "limit_test": limit_test,
+                     "patch": patch,
                      "seq_len": data.seq_len, "mean": list(data.mean), "std": list(data.std),
                      "class_names": list(data.class_names)}}
     try:
@@ -157,6 +235,10 @@ def run_cmd(task, data_dir, gray, downsample, backend, kind, epochs, batch_size,
                f"results in {out}/result.json")
 
 
+
+from . import deploy  # noqa: E402 - the primitives commands register themselves on main
+
+deploy.register(main, _fail, USER_ERRORS)
 
 from .bench import bench_cmd  # noqa: E402  (registered after main exists)
 

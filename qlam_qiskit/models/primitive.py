@@ -1,0 +1,203 @@
+"""The hardware-compatible QLAM, evaluated through Estimator primitives (EstimatorQNN + TorchConnector).
+
+Hardware-compatible means one quantum memory (layers=1, heads=1) read once, at the end of the
+sequence (pool="last"): a QLAMClassifier of that shape already uses only the last state's readout,
+so ``PrimitiveQLAM`` *is* that classifier (same parameters, same state dict, checkpoints move both
+ways) with the quantum part swapped for a QNN on a backend:
+
+    θ (B, T·m) = proj(LN(embed(x) + pos))           classical, upstream (input gradients)
+    e (B, E)   = ⟨ψ_T(θ, w)| P_e |ψ_T(θ, w)⟩          EstimatorQNN: fixed Pauli set, see below
+    y (B, K·M) = readout(e, basis angles)            classical, exact
+    logits     = head(norm(h_T + MLP(...)))          classical
+
+The learned bases U_k only rotate what is measured: U†ZU = n·(X, Y, Z) with
+n = (-sin θ cos λ, sin θ sin λ, cos θ) for U(θ, φ, λ). So ⟨U†Z_qU⟩ = Σ_i n_i⟨σ_i⟩ and
+⟨U†Z_aU ⊗ U†Z_bU⟩ = Σ_ij n_a,i n_b,j ⟨σ_i σ_j⟩: the QNN measures X, Y, Z of every qubit and the 9
+Pauli pairs of every correlated pair, and the basis angles are trained classically at no circuit
+cost. (``eval`` measures the K learned bases directly instead: K measurement settings.)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from qiskit.quantum_info import SparsePauliOp
+
+from .qlam import ModelConfig, QLAMClassifier
+
+Tensor = torch.Tensor
+PAULIS = "XYZ"
+
+
+def hardware_problem(cfg: ModelConfig, kind: str = "qlam") -> str | None:
+    """Why a model is not the hardware-compatible configuration (None when it is)."""
+    if kind != "qlam":
+        return f"model {kind!r} has no quantum circuit; only QLAM runs on primitives"
+    bad = [f"{name}={getattr(cfg, name)}" for name, want in
+           (("layers", 1), ("heads", 1), ("pool", "last")) if getattr(cfg, name) != want]
+    if bad:
+        return (f"this checkpoint is not hardware-compatible ({', '.join(bad)}); primitives run "
+                "one memory read at the end: train with --layers 1 --heads 1 --pool last")
+    return None
+
+
+def pauli_observables(n: int, terms: Sequence[tuple[int, ...]]) -> list[SparsePauliOp]:
+    """X, Y, Z of each single term's qubit and the 9 Pauli pairs of each pair term, in order."""
+    out = []
+    for t in terms:
+        if len(t) == 1:
+            out += [SparsePauliOp.from_sparse_list([(p, [t[0]], 1.0)], n) for p in PAULIS]
+        elif len(t) == 2:
+            out += [SparsePauliOp.from_sparse_list([(p + q, [t[0], t[1]], 1.0)], n)
+                    for p in PAULIS for q in PAULIS]
+        else:
+            raise ValueError(f"readout term {t} has more than two qubits")
+    return out
+
+
+def bloch_axes(r: Tensor, n: int) -> Tensor:
+    """Readout angles r (3nK,) -> axes (K, n, 3) with U† Z U = n_x X + n_y Y + n_z Z."""
+    a = r.view(-1, n, 3)  # (K, n, (θ, φ, λ))
+    th, lam = a[..., 0], a[..., 2]
+    return torch.stack([-torch.sin(th) * torch.cos(lam), torch.sin(th) * torch.sin(lam),
+                        torch.cos(th)], dim=-1)
+
+
+def pauli_readout(e: Tensor, r: Tensor, n: int, terms: Sequence[tuple[int, ...]]) -> Tensor:
+    """Pauli expectations e (B, E) and readout angles r (3nK,) -> query readouts (B, K·M)."""
+    axes = bloch_axes(r.to(e.dtype), n)  # (K, n, 3)
+    cols, i = [], 0
+    for t in terms:
+        if len(t) == 1:
+            cols.append(e[:, i:i + 3] @ axes[:, t[0]].T)  # (B, K)
+            i += 3
+        else:
+            pair = e[:, i:i + 9].view(-1, 3, 3)  # (B, 3, 3) <σ_i^a σ_j^b>
+            cols.append(torch.einsum("bij,ki,kj->bk", pair, axes[:, t[0]], axes[:, t[1]]))
+            i += 9
+    return torch.stack(cols, dim=-1).flatten(1)  # (B, K, M) -> (B, K·M), query-major
+
+
+class PrimitiveQLAM(QLAMClassifier):
+    """A hardware-compatible QLAMClassifier whose quantum memory runs on an Estimator."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        problem = hardware_problem(cfg)
+        if problem:
+            raise ValueError(problem)
+        super().__init__(cfg)
+        layer = self.blocks[0].mixer
+        self.num_qubits = cfg.qubits
+        self.terms = layer.readout_template.terms
+        self._qnn: list = []  # [BroadcastEstimatorQNN, TorchConnector]: kept out of state_dict
+        self.cache_features = False
+        """Reuse Pauli expectations for repeated (θ, w) (frozen circuit: --train-scope head)."""
+        self._cache: dict[bytes, np.ndarray] = {}
+
+    def attach(self, qnn: Any) -> None:
+        """Run the quantum memory through ``qnn`` (a BroadcastEstimatorQNN) from now on."""
+        from qiskit_machine_learning.connectors import TorchConnector
+
+        # The connector's autograd function carries gradients; its own weight Parameter is not
+        # used, the checkpoint's ``mix`` is passed instead so state dicts match the exact model.
+        self._qnn = [qnn, TorchConnector(qnn, initial_weights=np.zeros(qnn.num_weights))]
+        self._cache.clear()
+
+    @property
+    def qnn(self) -> Any:
+        """The attached BroadcastEstimatorQNN (ValueError before ``attach``)."""
+        if not self._qnn:
+            raise ValueError("no Estimator attached; call attach() with a QNN first")
+        return self._qnn[0]
+
+    def freeze_circuit(self) -> None:
+        """--train-scope head: freeze everything up to and including the circuit."""
+        blk, layer = self.blocks[0], self.blocks[0].mixer
+        frozen = [self.embed, blk.norm1, layer.proj]
+        for p in [q for m in frozen for q in m.parameters()] + [layer.mix] + \
+                ([self.pos] if self.pos is not None else []):
+            p.requires_grad_(False)
+        self.cache_features = True
+
+    def expectations(self, theta: Tensor, w: Tensor) -> Tensor:
+        """Pauli expectations (B, E) of the final memory for angles θ (B, T·m), weights w (P,)."""
+        from qiskit_machine_learning.connectors.torch_connector import _TorchNNFunction
+
+        qnn = self.qnn
+        if torch.is_grad_enabled() and (theta.requires_grad or w.requires_grad):
+            # through TorchConnector: float32, gradients by the QNN's batched gradient
+            return _TorchNNFunction.apply(theta, w, qnn, False)
+        x = theta.detach().cpu().double().numpy()  # (B, T·m) float64: exact path for eval
+        wv = w.detach().cpu().double().numpy()
+        if not self.cache_features:
+            return torch.as_tensor(qnn.forward(x, wv), dtype=torch.float64)
+        keys = [row.tobytes() + wv.tobytes() for row in x]
+        todo = [i for i, k in enumerate(keys) if k not in self._cache]
+        if todo:
+            for i, ev in zip(todo, qnn.forward(x[todo], wv)):
+                self._cache[keys[i]] = ev
+        return torch.as_tensor(np.stack([self._cache[k] for k in keys]), dtype=torch.float64)
+
+    def angles(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """x (B, T, d_input) -> residual stream h (B, T, d) and input angles θ (B, T, m)."""
+        h = self.embed(x)  # (B, T, d)
+        if self.pos is not None:
+            if x.shape[1] > self.pos.shape[0]:
+                raise ValueError(f"sequence of {x.shape[1]} tokens is longer than max_len "
+                                 f"{self.pos.shape[0]} of the position embedding")
+            h = h + self.pos[: x.shape[1]]
+        blk = self.blocks[0]
+        return h, blk.mixer.proj(blk.norm1(h))  # θ: per-token input angles of the one memory
+
+    def finish(self, h: Tensor, ev: Tensor) -> Tensor:
+        """Residual stream h (B, T, d) and query readouts ev (B, K·M) -> logits (B, classes)."""
+        blk = self.blocks[0]
+        z = h[:, -1] + blk.drop(blk.mixer.out(ev.to(blk.mixer.out.weight.dtype)))  # (B, d)
+        z = z + blk.drop(blk.mlp(blk.norm2(z)))
+        return self.head(self.norm(z))  # (B, classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x (B, T, d_input) -> logits (B, num_classes), the circuit evaluated by the QNN."""
+        h, theta = self.angles(x)  # (B, T, d), (B, T, m)
+        layer = self.blocks[0].mixer
+        e = self.expectations(theta.flatten(1), layer.mix[0])  # (B, E)
+        return self.finish(h, pauli_readout(e, layer.basis[0], self.num_qubits, self.terms))
+
+
+def sequence_template(model: PrimitiveQLAM, steps: int) -> Any:
+    """The model's cell unrolled over ``steps`` tokens (after the |+>^n init block)."""
+    from ..circuits.sequence import qlam_sequence
+
+    return qlam_sequence(model.blocks[0].mixer.cell_template, steps)
+
+
+def attach_backend(model: PrimitiveQLAM, target: Any, steps: int, *, transpile: Any = None,
+                   runtime: Any = None, gradient: str = "shift", input_gradients: bool = True,
+                   seed: int = 0, mode: Any = None, on_job: Any = None,
+                   cache: bool = True) -> tuple[Any, Any]:
+    """Transpile the T-step sequence for ``target``, build its Estimator and QNN, attach it.
+
+    Returns (qnn, compiled). Observables are mapped with the ISA layout; exact runs use
+    precision 0.
+    """
+    from ..backends.estimator import RuntimeOptions, make_estimator
+    from ..backends.qnn import GRADIENTS, BroadcastEstimatorQNN
+    from ..backends.transpile import TranspileOptions, compile_for
+
+    runtime = runtime or RuntimeOptions()
+    tpl = sequence_template(model, steps)
+    compiled = compile_for(tpl.circuit, target, transpile or TranspileOptions(seed=seed),
+                           cache=cache)
+    estimator = make_estimator(target, runtime, noise_model=compiled.noise_model, mode=mode)
+    by_name = {p.name: p for p in compiled.circuit.parameters}
+    grad = GRADIENTS[gradient](seed=seed) if gradient == "spsa" else GRADIENTS[gradient]()
+    qnn = BroadcastEstimatorQNN(
+        circuit=compiled.circuit, estimator=estimator,
+        observables=compiled.map_observables(pauli_observables(model.num_qubits, model.terms)),
+        input_params=[by_name[p.name] for p in tpl.inputs],
+        weight_params=[by_name[p.name] for p in tpl.weights], gradient=grad,
+        input_gradients=input_gradients, precision=runtime.effective_precision, on_job=on_job)
+    model.attach(qnn)
+    return qnn, compiled
