@@ -48,6 +48,18 @@ def exact_run(tmp_path_factory) -> Path:
     return out
 
 
+def test_primitives_run_resumes_on_its_backend_with_its_settings(tmp_path):
+    out = tmp_path / "r"
+    ok("run", "--backend", "aer", *TINY, "--gradient", "spsa", "--out", out)
+    res = ok("run", "--resume", "--epochs", "2", "--out", out, "--quiet")  # no --backend given
+    assert "backend aer" in res.output
+    result = json.loads((out / "result.json").read_text())
+    assert result["backend"] == "aer" and result["gradient"] == "spsa" and result["epochs"] == 2
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
+    one_line_error(invoke("run", "--resume", "--backend", "fake_fez", "--out", out),
+                   "resume with --backend aer")
+
+
 @pytest.mark.parametrize("backend", ["aer", "fake_fez"])
 def test_run_on_primitives_completes_with_a_cost_report(backend, tmp_path):
     out = tmp_path / backend

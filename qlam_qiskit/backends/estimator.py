@@ -26,6 +26,7 @@ from qiskit.circuit import QuantumCircuit
 from qiskit.primitives import BaseEstimatorV2
 from qiskit.quantum_info import SparsePauliOp
 
+from .jobs import job_key
 from .targets import Target
 
 #: options that only IBM devices honour; local testing mode and Aer ignore them
@@ -106,14 +107,18 @@ def broadcast_pub(circuit: QuantumCircuit, observables: Sequence[SparsePauliOp],
 
 def expectation_values(estimator: BaseEstimatorV2, circuit: QuantumCircuit,
                        observables: Sequence[SparsePauliOp], values: np.ndarray,
-                       precision: float | None = None, on_job: Any = None) -> np.ndarray:
+                       precision: float | None = None, ledger: Any = None) -> np.ndarray:
     """<O_k> for every sample in one job: values (B, P) -> (B, K) float64.
 
-    ``on_job`` is called with the job (e.g. to record its id) before waiting for the result.
+    With a ``ledger`` (a JobLedger, IBM devices), a job already submitted for the same PUB is
+    collected by id instead of run again, and a new job's id is recorded before its result is awaited.
     """
     values = np.asarray(values, dtype=float)  # (B, P)
-    job = estimator.run([broadcast_pub(circuit, observables, values)], precision=precision)
-    if on_job is not None:
-        on_job(job)
+    key = job_key(circuit, observables, values, precision) if ledger is not None else None
+    job = ledger.lookup(key) if ledger is not None else None
+    if job is None:
+        job = estimator.run([broadcast_pub(circuit, observables, values)], precision=precision)
+        if ledger is not None:
+            ledger.record(key, job)
     evs = np.asarray(job.result()[0].data.evs, dtype=float)  # (K, B)
     return evs.reshape(len(observables), len(values)).T

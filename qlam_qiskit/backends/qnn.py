@@ -14,7 +14,7 @@ broadcast against B parameter sets) and the gradients are one PUB too:
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from qiskit.circuit import Parameter, ParameterExpression, ParameterVector, QuantumCircuit
@@ -101,7 +101,7 @@ class ShiftGradient:
 
     def __call__(self, estimator: BaseEstimatorV2, circuit: QuantumCircuit,
                  observables: Sequence[SparsePauliOp], values: np.ndarray, wrt: np.ndarray,
-                 precision: float | None = None, on_job: Callable | None = None) -> np.ndarray:
+                 precision: float | None = None, ledger: Any = None) -> np.ndarray:
         """d<O_k>/d values[wrt]: values (B, P) -> (B, K, len(wrt))."""
         tab = self.table(circuit)
         occ = tab.touching(wrt)  # (G',)
@@ -114,7 +114,7 @@ class ShiftGradient:
         shift[1, np.arange(len(occ)), occ] = -np.pi / 2
         sets = base[:, None, None, :] + shift[None]  # (B, 2, G', G)
         evs = expectation_values(estimator, tab.circuit, observables,
-                                 sets.reshape(-1, tab.occurrences), precision, on_job)  # (B*2G', K)
+                                 sets.reshape(-1, tab.occurrences), precision, ledger)  # (B*2G', K)
         evs = evs.reshape(b, 2, len(occ), k)
         diff = (evs[:, 0] - evs[:, 1]) / 2  # (B, G', K) d<O>/d s_g
         return np.einsum("bgk,gw->bkw", diff, tab.a[np.ix_(occ, wrt)])  # (B, K, W)
@@ -135,7 +135,7 @@ class SPSAGradient:
 
     def __call__(self, estimator: BaseEstimatorV2, circuit: QuantumCircuit,
                  observables: Sequence[SparsePauliOp], values: np.ndarray, wrt: np.ndarray,
-                 precision: float | None = None, on_job: Callable | None = None) -> np.ndarray:
+                 precision: float | None = None, ledger: Any = None) -> np.ndarray:
         """SPSA estimate of d<O_k>/d values[wrt]: values (B, P) -> (B, K, len(wrt))."""
         b = len(values)
         delta = self.rng.choice([-1.0, 1.0], size=(b, len(wrt)))  # (B, W)
@@ -143,7 +143,7 @@ class SPSAGradient:
         sets[:, 0, wrt] += self.epsilon * delta
         sets[:, 1, wrt] -= self.epsilon * delta
         evs = expectation_values(estimator, circuit, observables, sets.reshape(2 * b, -1),
-                                 precision, on_job).reshape(b, 2, -1)  # (B, 2, K)
+                                 precision, ledger).reshape(b, 2, -1)  # (B, 2, K)
         slope = (evs[:, 0] - evs[:, 1]) / (2 * self.epsilon)  # (B, K)
         return slope[:, :, None] * delta[:, None, :]  # (B, K, W)
 
@@ -158,13 +158,13 @@ class BroadcastEstimatorQNN(EstimatorQNN):
                  observables: Sequence[SparsePauliOp], input_params: Sequence[Parameter],
                  weight_params: Sequence[Parameter], gradient: Any,
                  input_gradients: bool = True, precision: float = 0.0,
-                 on_job: Callable | None = None) -> None:
+                 ledger: Any = None) -> None:
         # default_precision 0.0: EstimatorQNN's 0.015625 makes Aer add Gaussian noise of that size
         super().__init__(circuit=circuit, estimator=estimator, observables=list(observables),
                          input_params=list(input_params), weight_params=list(weight_params),
                          input_gradients=input_gradients, default_precision=precision)
         self.batched_gradient = gradient
-        self.on_job = on_job
+        self.ledger = ledger
         self.calls = {"forward": 0, "backward": 0, "parameter_sets": 0}
 
     def _forward(self, input_data: np.ndarray | None, weights: np.ndarray | None) -> np.ndarray:
@@ -173,7 +173,7 @@ class BroadcastEstimatorQNN(EstimatorQNN):
         self.calls["forward"] += 1
         self.calls["parameter_sets"] += len(values)
         return expectation_values(self.estimator, self._circuit, self._observables, values,
-                                  self._default_precision, self.on_job)
+                                  self._default_precision, self.ledger)
 
     def _backward(self, input_data: np.ndarray | None, weights: np.ndarray | None
                   ) -> tuple[np.ndarray | None, np.ndarray]:
@@ -186,7 +186,7 @@ class BroadcastEstimatorQNN(EstimatorQNN):
         self.calls["parameter_sets"] += len(values) * \
             self.batched_gradient.circuits_per_sample(self._circuit, wrt)
         grads = self.batched_gradient(self.estimator, self._circuit, self._observables, values,
-                                      wrt, self._default_precision, self.on_job)  # (B, K, W)
+                                      wrt, self._default_precision, self.ledger)  # (B, K, W)
         if self._input_gradients:
             return grads[..., :ni], grads[..., ni:]
         return None, grads

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import asdict, replace
@@ -15,6 +14,7 @@ import click
 import numpy as np
 import torch
 
+from ..backends.jobs import JobLedger
 from ..backends.estimator import RuntimeOptions, expectation_values, make_estimator
 from ..backends.targets import Target, TargetError, network_problem, resolve_target
 from ..backends.transpile import TranspileOptions, compile_for
@@ -35,16 +35,11 @@ def _echo(msg: str, quiet: bool = False) -> None:
     click.echo(msg)
 
 
-class JobLog:
-    """Appends the id of every job submitted to an IBM device to ``jobs.jsonl`` in the run folder."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __call__(self, job: Any) -> None:
-        row = {"job_id": job.job_id(), "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        with open(self.path, "a") as f:  # append-only log: one line per job, flushed at once
-            f.write(json.dumps(row) + "\n")
+def _ledger(target: Target, out: Path) -> JobLedger | None:
+    """IBM devices: the run folder's jobs.jsonl, so a resumed run collects jobs it already paid for."""
+    if target.kind != "ibm":
+        return None
+    return JobLedger(out / "jobs.jsonl", retrieve=target.service.job if target.service else None)
 
 
 def _runtime_mode(target: Target, kind: str) -> Any:
@@ -115,13 +110,13 @@ def run_primitives(*, task: str, data_dir: Any, gray: bool, target: Target, mcfg
     if scope == "head":
         model.freeze_circuit()
     out.mkdir(parents=True, exist_ok=True)
-    on_job = JobLog(out / "jobs.jsonl") if target.kind == "ibm" else None
+    ledger = _ledger(target, out)
     mode = _runtime_mode(target, "session")
     t0 = time.perf_counter()
     qnn, compiled = attach_backend(model, target, data.seq_len, transpile=transpile,
                                    runtime=runtime, gradient=gradient,
                                    input_gradients=scope != "head", seed=tcfg.seed, mode=mode,
-                                   on_job=on_job)
+                                   ledger=ledger)
     n_params = sum(p.numel() for p in model.parameters())
     _echo(f"qlam-qiskit run: task {task} ({len(data.x_train)} train / {len(data.x_val)} val / "
           f"{len(data.x_test)} test, T={data.seq_len}, C={data.channels}), backend {backend} "
@@ -185,14 +180,14 @@ def _test_data(state: dict, limit: int | None, split: str = "test") -> tuple[tor
 
 
 def query_readouts(prim: PrimitiveQLAM, theta: torch.Tensor, estimator: Any, compiled: Any,
-                   template: Any, on_job: Any = None) -> np.ndarray:
+                   template: Any, ledger: Any = None) -> np.ndarray:
     """The K learned bases measured directly: θ (B, T, m) -> readouts (B, K·M), one PUB."""
     layer = prim.blocks[0].mixer
     obs = query_observables(layer.readout_template, layer.basis[0].detach().double().numpy())
     values = sequence_parameter_values(template, theta.detach().double().numpy(),
                                        layer.mix[0].detach().double().numpy())  # (B, P)
     return expectation_values(estimator, compiled.circuit, compiled.map_observables(obs), values,
-                              on_job=on_job)
+                              ledger=ledger)
 
 
 def evaluate_on(state: dict, backend: str, *, limit: int | None = None, batch_size: int = 64,
@@ -209,7 +204,7 @@ def evaluate_on(state: dict, backend: str, *, limit: int | None = None, batch_si
     compiled = compile_for(tpl.circuit, target, transpile)
     mode = _runtime_mode(target, "batch")
     estimator = make_estimator(target, runtime, noise_model=compiled.noise_model, mode=mode)
-    on_job = JobLog(out / "jobs.jsonl") if (out is not None and target.kind == "ibm") else None
+    ledger = _ledger(target, out) if out is not None else None
     t0 = time.perf_counter()
     got, ref = [], []
     try:
@@ -217,7 +212,7 @@ def evaluate_on(state: dict, backend: str, *, limit: int | None = None, batch_si
             for i in range(0, len(x), batch_size):
                 xb = x[i:i + batch_size]
                 h, theta = prim.angles(xb)  # (B, T, d), (B, T, m)
-                ev = query_readouts(prim, theta, estimator, compiled, tpl, on_job)  # (B, K·M)
+                ev = query_readouts(prim, theta, estimator, compiled, tpl, ledger)  # (B, K·M)
                 got.append(prim.finish(h, torch.as_tensor(ev)))
                 ref.append(exact(xb))
     finally:

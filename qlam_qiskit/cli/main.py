@@ -136,6 +136,19 @@ def run_cmd(task, data_dir, gray, downsample, backend, kind, epochs, batch_size,
             if not ckpt.is_file():
                 raise FileNotFoundError(f"{ckpt} not found: nothing to resume; drop --resume")
             state = torch.load(ckpt, map_location="cpu", weights_only=False)
+            saved = state.get("backend", "statevector")
+            if backend not in ("statevector", saved):
+                raise ValueError(f"{out} was trained on {saved}: resume with --backend {saved} "
+                                 "or drop --backend")
+            backend = saved
+            if saved != "statevector":  # the primitives settings the run was started with
+                t = dict(state["transpile"])
+                t["initial_layout"] = tuple(t["initial_layout"]) if t.get("initial_layout") else None
+                primitives.update(scope=state["train_scope"], gradient=state["gradient"],
+                                  transpile=TranspileOptions(**t),
+                                  runtime=RuntimeOptions(**state["runtime"]))
+                if state.get("layout"):
+                    primitives["layout"] = tuple(state["layout"])
             mcfg = ModelConfig(**state["model_config"])
             kind = state.get("model_kind", "qlam")
             tcfg = TrainConfig(**{**state["train_config"], "device": device})
@@ -190,7 +203,7 @@ def run_cmd(task, data_dir, gray, downsample, backend, kind, epochs, batch_size,
                     **primitives)
             except KeyboardInterrupt:
                 raise click.ClickException(f"interrupted; continue with: qlam-qiskit run "
-                                           f"--resume --backend {backend} --out {out}") from None
+                                           f"--resume --out {out}") from None
             click.echo(f"test accuracy {result['test_accuracy']:.4f} (val "
                        f"{result['val_accuracy']:.4f}) after {result['epochs']} epochs on "
                        f"{backend}, {result['train_seconds']:.0f}s training; results in "

@@ -175,7 +175,7 @@ def sequence_template(model: PrimitiveQLAM, steps: int) -> Any:
 
 def attach_backend(model: PrimitiveQLAM, target: Any, steps: int, *, transpile: Any = None,
                    runtime: Any = None, gradient: str = "shift", input_gradients: bool = True,
-                   seed: int = 0, mode: Any = None, on_job: Any = None,
+                   seed: int = 0, mode: Any = None, ledger: Any = None,
                    cache: bool = True) -> tuple[Any, Any]:
     """Transpile the T-step sequence for ``target``, build its Estimator and QNN, attach it.
 
@@ -198,6 +198,6 @@ def attach_backend(model: PrimitiveQLAM, target: Any, steps: int, *, transpile: 
         observables=compiled.map_observables(pauli_observables(model.num_qubits, model.terms)),
         input_params=[by_name[p.name] for p in tpl.inputs],
         weight_params=[by_name[p.name] for p in tpl.weights], gradient=grad,
-        input_gradients=input_gradients, precision=runtime.effective_precision, on_job=on_job)
+        input_gradients=input_gradients, precision=runtime.effective_precision, ledger=ledger)
     model.attach(qnn)
     return qnn, compiled
