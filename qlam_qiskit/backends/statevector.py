@@ -22,6 +22,7 @@ from .gates import apply_matrix, gate_matrix
 from .program import (EngineError, Segment, compile_gates, diag_patterns, fixed_unitary_t,
                       gate_angles, segment_gates)
 from .phases import phases
+from .adjoint import adjoint_scan
 from .scan import diag_unitary_scan
 
 Tensor = torch.Tensor
@@ -97,6 +98,16 @@ class CircuitProgram:
                               "not supported; remove it (it does not change expectation values)")
         return out
 
+    def diag_fixed_parts(self, theta: Tensor, w: Tensor, dtype: torch.dtype
+                         ) -> tuple[Tensor, Tensor, Tensor]:
+        """For a (diag, fixed) cell: angles (T, H, B, G), pattern (G, D) and Uᵀ (H, D, D), with the
+        global phase folded into Uᵀ: the factors the adjoint scan rebuilds each token from."""
+        diag, fixed = self.segments
+        ang = torch.stack([gate_angles(g, theta, w)[0] for g in diag.gates], -1)  # (T, H, B, G)
+        pattern = self._patterns[0][0].to(device=ang.device, dtype=ang.dtype)  # (G, D)
+        return ang, pattern, fixed_unitary_t(fixed.gates, w, self.num_qubits, dtype,
+                                             self.global_phase)
+
     def step(self, psi: Tensor, prepared: list, t: int = 0) -> Tensor:
         """Apply the program to states ψ (H, B, D) with token t of the prepared inputs."""
         h, b, d = psi.shape
@@ -131,10 +142,15 @@ class SequenceEngine:
     """Runs init + cell^T over batches of per-token angles, for H memories at once."""
 
     def __init__(self, cell: CellTemplate, init: QuantumCircuit | None = None, *,
-                 dtype: str | torch.dtype = "complex64", fast: bool = True) -> None:
+                 dtype: str | torch.dtype = "complex64", fast: bool = True,
+                 adjoint: bool = False, anchor_every: int = 0) -> None:
         self.dtype = as_complex_dtype(dtype)
         self.fast = fast
         """Use the fused scan when the cell is (diagonal input block, fixed mixing block)."""
+        self.adjoint = adjoint
+        """Last-state runs backpropagate by unitary adjoint: memory independent of T."""
+        self.anchor_every = anchor_every
+        """Adjoint mode: keep every k-th state to bound round-off drift (0: none)."""
         self.cell = CircuitProgram(cell.circuit, list(cell.inputs), list(cell.weights))
         self.init = CircuitProgram(init) if init is not None else None
         self.num_qubits = cell.circuit.num_qubits
@@ -160,6 +176,9 @@ class SequenceEngine:
         real = real_dtype(self.dtype)
         theta, w = theta.to(real), w.to(real)
         psi = self.initial_state(h, b, theta.device) if psi0 is None else psi0.to(self.dtype)
+        if self.adjoint and not all_states and self.cell.kinds == ["diag", "fixed"]:
+            ang, pattern, mt = self.cell.diag_fixed_parts(theta, w, self.dtype)
+            return adjoint_scan(psi, ang, pattern, mt, anchor_every=self.anchor_every)
         prep = self.cell.prepare(theta, w, self.dtype)
         if self.fast and self.cell.kinds == ["diag", "fixed"]:
             states = diag_unitary_scan(psi, prep[0], prep[1])  # (T, H, B, D)
