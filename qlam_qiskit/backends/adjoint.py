@@ -30,16 +30,26 @@ def adjoint_scan_ref(psi0: Tensor, ang: Tensor, pattern: Tensor, mt: Tensor) -> 
     return psi
 
 
+CHUNK = 32
+"""Tokens whose phases are built, and whose dL/dM terms are summed, in one batch of kernels."""
+
+
 class _AdjointScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, psi0: Tensor, ang: Tensor, pattern: Tensor, mt: Tensor,
                 anchor_every: int) -> Tensor:
         pattern = pattern.to(ang.dtype)
-        psi, anchors = psi0, []
-        for t in range(ang.shape[0]):
-            psi = torch.bmm(psi * _phases(ang[t], pattern, psi0.dtype), mt)  # (H, B, D)
-            if anchor_every and (t + 1) % anchor_every == 0 and t + 1 < ang.shape[0]:
-                anchors.append(psi)
+        t_len = ang.shape[0]
+        psi, anchors = psi0.contiguous(), []
+        buf = torch.empty_like(psi)
+        for c0 in range(0, t_len, CHUNK):
+            d = _phases(ang[c0:c0 + CHUNK], pattern, psi0.dtype)  # (C, H, B, D)
+            for i in range(d.shape[0]):  # two kernels per token
+                torch.mul(psi, d[i], out=buf)
+                psi = torch.bmm(buf, mt)  # (H, B, D)
+                t = c0 + i
+                if anchor_every and (t + 1) % anchor_every == 0 and t + 1 < t_len:
+                    anchors.append(psi)
         ctx.anchor_every = anchor_every
         ctx.save_for_backward(psi0, ang, pattern, mt, psi, *anchors)
         return psi
@@ -48,27 +58,37 @@ class _AdjointScan(torch.autograd.Function):
     def backward(ctx, g_last: Tensor):
         psi0, ang, pattern, mt, psi, *anchors = ctx.saved_tensors
         k = ctx.anchor_every
+        t_len, h, b, _ = ang.shape
+        dim = psi.shape[-1]
         mh = mt.mH.contiguous()  # M⁻¹ = Mᴴ
         pt = pattern.T.contiguous()  # (D, G)
-        g = g_last.contiguous()  # dL/dψ_t, carried backwards
+        # x_t = [ψ_t ; g_t] stacked on the batch axis: one GEMM per token walks both back,
+        # y_t = x_t Mᴴ = [a_t ; dL/da_t] with a_t = ψ_{t-1} ⊙ d_t, then x_{t-1} = y_t ⊙ conj(d_t).
+        xs = torch.empty(CHUNK + 1, h, 2, b, dim, dtype=psi.dtype, device=psi.device)
+        ys = torch.empty(CHUNK, h, 2, b, dim, dtype=psi.dtype, device=psi.device)
         g_ang = torch.empty_like(ang)  # (T, H, B, G)
         g_m = torch.zeros_like(mt)  # (H, D, D)
-        for t in range(ang.shape[0] - 1, -1, -1):
-            d_t = _phases(ang[t], pattern, psi0.dtype)  # (H, B, D)
-            if t == 0:
-                prev = psi0
-            elif k and t % k == 0:
-                prev = anchors[t // k - 1]  # stored ψ_{t-1}: the walk restarts exactly
-            else:
-                prev = torch.bmm(psi, mh) * d_t.conj()  # recomputed ψ_{t-1}
-            a = prev * d_t  # ψ_{t-1} ⊙ d_t
-            g_m.baddbmm_(a.mH, g)  # Σ_t a_tᴴ g_t
-            g_a = torch.bmm(g, mh)  # dL/da_t
-            ga_conj = g_a * a.conj()  # g_d · conj(d) = g_a · conj(a)
-            g_ang[t] = ga_conj.imag @ pt  # Im(g_d conj(d)) @ Pᵀ: (H, B, G)
-            g = g_a * d_t.conj()
-            psi = prev
-        return g, g_ang, None, g_m, None
+        xs[-1, :, 0], xs[-1, :, 1] = psi, g_last
+        for c1 in range(t_len, 0, -CHUNK):
+            c0 = max(0, c1 - CHUNK)
+            n = c1 - c0
+            dc = _phases(ang[c0:c1], pattern, psi.dtype).conj_physical()  # (n, H, B, D)
+            x, y = xs[CHUNK + 1 - n - 1:], ys[CHUNK - n:]  # (n+1, ...), (n, ...)
+            for i in range(n - 1, -1, -1):  # two kernels per token
+                t = c0 + i
+                torch.bmm(x[i + 1].view(h, 2 * b, dim), mh, out=y[i].view(h, 2 * b, dim))
+                torch.mul(y[i], dc[i, :, None], out=x[i])  # [ψ_{t-1} ; g_{t-1}]
+                if t == 0:
+                    x[i, :, 0] = psi0  # exact start (the walk's own ψ_{-1} is round-off)
+                elif k and t % k == 0:
+                    x[i, :, 0] = anchors[t // k - 1]  # stored ψ_{t-1}: restart exactly
+            a, g_a, g = y[:, :, 0], y[:, :, 1], x[1:, :, 1]  # (n, H, B, D) each
+            # Σ a_tᴴ g_t over the chunk as one GEMM: (H, D, n·B) @ (H, n·B, D)
+            g_m += torch.bmm(a.permute(1, 3, 0, 2).reshape(h, dim, n * b).conj(),
+                             g.transpose(0, 1).reshape(h, n * b, dim))
+            g_ang[c0:c1] = (g_a * a.conj()).imag @ pt  # Im(dL/dd · conj d) @ Pᵀ
+            xs[-1] = x[0]  # carry [ψ_{c0-1} ; g_{c0-1}] into the next chunk
+        return xs[-1, :, 1].clone(), g_ang, None, g_m, None
 
 
 def adjoint_scan(psi0: Tensor, ang: Tensor, pattern: Tensor, mt: Tensor, *,

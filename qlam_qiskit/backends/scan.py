@@ -28,9 +28,11 @@ class _DiagUnitaryScan(torch.autograd.Function):
     def forward(ctx, psi0: Tensor, d: Tensor, mt: Tensor) -> Tensor:
         dt = d.contiguous()  # (T, H, B, D) time-major: per-token slices are contiguous
         states = torch.empty_like(dt)  # (T, H, B, D)
+        buf = torch.empty_like(psi0)  # ψ_{t-1} ⊙ d_t
         psi = psi0.contiguous()
-        for t in range(dt.shape[0]):
-            torch.bmm(psi * dt[t], mt, out=states[t])  # (H, B, D)
+        for t in range(dt.shape[0]):  # two kernels per token, no allocations
+            torch.mul(psi, dt[t], out=buf)
+            torch.bmm(buf, mt, out=states[t])  # (H, B, D)
             psi = states[t]
         ctx.save_for_backward(psi0, dt, mt, states)
         return states
