@@ -49,6 +49,10 @@ def _names(text: str | None, allowed: tuple[str, ...], what: str) -> tuple[str, 
 @click.option("--epochs", type=click.IntRange(1), help="Override the protocol's epochs.")
 @click.option("--limit-train", type=click.IntRange(1), help="Override training images per run.")
 @click.option("--limit-test", type=click.IntRange(1), help="Override test images per run.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True),
+              help="Override the classical learning rate of every model (sensitivity checks).")
+@click.option("--circuit-lr", type=click.FloatRange(min=0, min_open=True),
+              help="Override the circuit-angle learning rate (QLAM).")
 @click.option("--jobs", type=click.IntRange(1), help="Runs at once (default: the protocol's).")
 @click.option("--threads", type=click.IntRange(1), default=1, show_default=True,
               help="Torch threads per run.")
@@ -58,14 +62,15 @@ def _names(text: str | None, allowed: tuple[str, ...], what: str) -> tuple[str, 
 @click.option("--out", type=click.Path(file_okay=False),
               help="Grid folder (default: runs/bench-<protocol>). Rerun to resume.")
 @click.option("--dry-run", is_flag=True, help="List the cells and their commands; run nothing.")
-def bench_cmd(name, models, tasks, seeds, downsample, epochs, limit_train, limit_test, jobs, threads,
-              device, data_dir, out, dry_run) -> None:
+def bench_cmd(name, models, tasks, seeds, downsample, epochs, limit_train, limit_test, lr,
+              circuit_lr, jobs, threads, device, data_dir, out, dry_run) -> None:
     """Run a protocol's grid (resuming an interrupted one) and write table.md, results.json, plots."""
     from .main import _check_device
     overrides = {"models": _names(models, MODELS, "model"),
                  "tasks": _names(tasks, tuple(t for t in TASKS if t != "mnist-mini"), "task"),
                  "seeds": _ints(seeds), "downsample": _ints(downsample), "epochs": epochs,
-                 "limit_train": limit_train, "limit_test": limit_test, "jobs": jobs,
+                 "limit_train": limit_train, "limit_test": limit_test, "lr": lr,
+                 "circuit_lr": circuit_lr, "jobs": jobs,
                  "device": device}
     protocol = replace(PROTOCOLS[name], **{k: v for k, v in overrides.items() if v is not None})
     if any(p < 1 for p in protocol.downsample):
