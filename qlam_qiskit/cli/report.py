@@ -25,10 +25,9 @@ def _ints(text: str, what: str, low: int, high: int | None = None) -> tuple[int,
         vals = ()
     if not vals or vals[0] < low or (high is not None and vals[-1] > high):
         rng = f">= {low}" if high is None else f"in {low}..{high}"
+        example = DEFAULT_STEPS if what == "--steps" else f"{low},{low + 1}"
         raise click.ClickException(f"{what} {text!r}: give comma-separated integers {rng}, "
-                                   f"e.g. {what} {low},{low + 1}" if what != "--steps" else
-                                   f"--steps {text!r}: give comma-separated token counts >= 1, "
-                                   f"e.g. --steps {DEFAULT_STEPS}")
+                                   f"e.g. {what} {example}")
     return vals
 
 

@@ -81,7 +81,7 @@ def estimate(isa: QuantumCircuit, target: Target, measured: Sequence[int]) -> Es
         p = _props(target, op.name, qs)
         err = p.error if p is not None else None
         if err is None:
-            known = known and op.name in ("delay",)
+            known = known and op.name == "delay"  # a delay has no error of its own
         elif err > 0:
             log_g += math.log1p(-min(err, 1.0 - 1e-300))
         if op.name == "delay":

@@ -58,6 +58,7 @@ def write_plots(all_series: Sequence[Series], out: Path) -> list[Path]:
         ax.set_xlabel("sequence length T (tokens)")
         ax.set_ylabel(ylabel)
         if key.startswith("log10"):
+            ax.set_ylim(top=1.5)
             ax.set_title("solid: gates + readout; dashed: + idle (T1/T2); hollow: extrapolated",
                          fontsize=8)
         else:

@@ -69,11 +69,6 @@ class Series:
     transpile_s: float
     transpiled: dict[int, Costed] = field(default_factory=dict, repr=False)
 
-    def predict_log10(self, steps: int, idle: bool = True) -> float:
-        """log10 estimated success probability at ``steps`` from the per-token model."""
-        key = "log10_success_idle" if idle else "log10_success"
-        return self.intercept[key] + self.per_token[key] * steps
-
 
 def _metrics(c: Costed) -> dict[str, float]:
     e = c.estimate

@@ -72,14 +72,11 @@ def parse_coupling(spec: str) -> CouplingMap:
             edges = [tuple(int(v) for v in e.split("-")) for e in s.split(",")]
             if any(a == b for a, b in edges):
                 raise ValueError
-            cm = CouplingMap()
-            for a, b in edges:
-                for e in ((a, b), (b, a)):
-                    if e not in cm.get_edges():
-                        cm.add_edge(*e)
-            if set(cm.physical_qubits) != set(range(max(cm.physical_qubits) + 1)):
+            used = {q for e in edges for q in e}
+            if used != set(range(max(used) + 1)):
                 raise ValueError
-            return cm
+            both = sorted({e for a, b in edges for e in ((a, b), (b, a))})
+            return CouplingMap(couplinglist=both)
     except ValueError:
         pass
     raise ValueError(f"--coupling-map {spec!r} is not a coupling spec; use {forms} "
