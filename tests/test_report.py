@@ -19,6 +19,7 @@ from qlam_qiskit.models import ModelConfig
 from qlam_qiskit.reports import (budget, estimate, generic_target, idle_factor, logical, parse_coupling,
                                  patch_for, resolve_report_backend, series, setting,
                                  transpile_costed, unrolled)
+from qlam_qiskit.reports.cost import shape
 from qlam_qiskit.reports.scaling import LN10
 
 CZ = CellConfig(qubits=4, entangler="cz")
@@ -53,6 +54,18 @@ def test_logical_counts_by_hand():
         assert lg.ops_2q == n * t  # one CZ per ring pair per token
         assert lg.ops_1q == n + 3 * n * t  # H init; RZ(θ), RY(w), RZ(w) per qubit per token
     assert logical(cell, 1).depth == 1 + 3 + n  # H, three rotations, then the CZ chain around the ring
+
+
+def test_shape_matches_qiskit(fez):
+    qc = unrolled(qlam_cell(CellConfig(qubits=5, entangler="rzz")), 6)
+    isa, _ = transpile_costed(qc, fez.target, optimization_level=1)
+    for circ in (qc, isa):
+        sh = shape(circ)
+        assert sh.depth == circ.depth()
+        assert sh.depth_2q == circ.depth(filter_function=lambda i: i.operation.num_qubits == 2)
+        assert sh.ops_2q == sum(1 for i in circ.data if i.operation.num_qubits == 2)
+        assert sh.ops_1q == sum(1 for i in circ.data if i.operation.num_qubits == 1)
+    assert shape(isa).ops_2q > shape(qc).ops_2q  # rzz = 2 CZ on Heron, plus routing
 
 
 @pytest.mark.parametrize("level", [0, 1, 3])

@@ -58,28 +58,50 @@ def unrolled(cell: CellTemplate, steps: int) -> QuantumCircuit:
     return qc
 
 
-def gate_counts(circuit: QuantumCircuit) -> tuple[int, int]:
-    """(1-qubit, 2-qubit) gate counts, leaving out barriers, measures, resets and delays."""
+@dataclass(frozen=True)
+class Shape:
+    """Depth and gate counts of a circuit, read in one pass (barriers, measures etc. left out)."""
+
+    depth: int
+    depth_2q: int
+    ops_1q: int
+    ops_2q: int
+
+
+def shape(circuit: QuantumCircuit) -> Shape:
+    """Depth, 2-qubit depth and 1-/2-qubit gate counts in one pass over ``circuit.data``.
+
+    Same numbers as ``circuit.depth()`` and ``circuit.depth(filter_function=<2-qubit gates>)``
+    for circuits without classical bits, at a fraction of the cost on 100k-gate ISA circuits.
+    """
+    index = {q: i for i, q in enumerate(circuit.qubits)}
+    clock = [0] * circuit.num_qubits  # per qubit: layers so far (all gates)
+    clock2 = [0] * circuit.num_qubits  # per qubit: layers so far (2-qubit gates only)
     c1 = c2 = 0
     for ins in circuit.data:
-        if ins.operation.name in NOT_GATES:
+        name = ins.name
+        if name == "barrier":
             continue
-        k = ins.operation.num_qubits
-        c1 += k == 1
-        c2 += k == 2
-    return c1, c2
-
-
-def depth_2q(circuit: QuantumCircuit) -> int:
-    """Depth counting 2-qubit gates only."""
-    return circuit.depth(filter_function=lambda ins: ins.operation.num_qubits == 2
-                         and ins.operation.name not in NOT_GATES)
+        qs = [index[q] for q in ins.qubits]
+        d = max(clock[q] for q in qs) + 1
+        for q in qs:
+            clock[q] = d
+        if name in NOT_GATES:
+            continue
+        if len(qs) == 1:
+            c1 += 1
+        elif len(qs) == 2:
+            c2 += 1
+            d2 = max(clock2[q] for q in qs) + 1
+            for q in qs:
+                clock2[q] = d2
+    return Shape(max(clock, default=0), max(clock2, default=0), c1, c2)
 
 
 def logical(cell: CellTemplate, steps: int) -> Logical:
     """Logical depth and counts of init + ``steps`` cells (exact for every T: built, not fitted)."""
-    qc = unrolled(cell, steps)
-    return Logical(qc.depth(), *gate_counts(qc))
+    sh = shape(unrolled(cell, steps))
+    return Logical(sh.depth, sh.ops_1q, sh.ops_2q)
 
 
 def transpile_costed(circuit: QuantumCircuit, target: Target, *, optimization_level: int,
@@ -102,7 +124,8 @@ def transpile_costed(circuit: QuantumCircuit, target: Target, *, optimization_le
         final = tuple(isa.layout.final_index_layout(filter_ancillas=True))[:n]
     else:
         layout = final = tuple(range(n))
-    c1, c2 = gate_counts(isa)
-    return isa, Costed(steps=-1, isa_depth=isa.depth(), ops_1q=c1, ops_2q=c2, depth_2q=depth_2q(isa),
+    sh = shape(isa)
+    return isa, Costed(steps=-1, isa_depth=sh.depth, ops_1q=sh.ops_1q, ops_2q=sh.ops_2q,
+                       depth_2q=sh.depth_2q,
                        swaps=swaps[0], layout=layout, final=final, transpile_s=seconds,
                        estimate=estimate(isa, target, final))
