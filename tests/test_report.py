@@ -198,6 +198,13 @@ def test_budget_is_consistent_and_monotone():
     assert strict["longest_steps"] < t and strict["widest_qubits"] == max(ok)
 
 
+def test_budget_without_error_rates_has_no_limit():
+    b = generic_target("cz,rz,sx,x", "ring:4")
+    a = budget(b, CZ, entanglement="ring", level=1, min_fidelity=0.5, max_qubits=4, transpile_max=8)
+    assert a["longest_steps"] is None and "no errors" in a["found_by"]
+    assert a["patch_784"] == 1 and a["widest_qubits"] == 4
+
+
 def test_budget_on_a_device_checks_the_answer(fez):
     a = budget(fez, CellConfig(qubits=6, entangler="cz"), entanglement="coupling", level=1,
                min_fidelity=0.05, max_qubits=6, transpile_max=16)
@@ -257,6 +264,7 @@ def test_report_side_by_side(tmp_path):
 def test_report_takes_the_cell_from_a_checkpoint(tmp_path):
     cfg = asdict(ModelConfig(qubits=3, entangler="cx", encoding="ry_rz", entanglement="linear"))
     torch.save({"model_config": cfg, "backend": "statevector"}, tmp_path / "checkpoint.pt")
+    assert cfg["heads"] > 1  # the default model: the report says it costs one memory
     res = invoke("report", "--checkpoint", tmp_path, "--coupling-map", "line:3", "--steps", "2",
                  "--out", tmp_path / "r")
     assert res.exit_code == 0, (res.output, res.exception)
@@ -264,6 +272,7 @@ def test_report_takes_the_cell_from_a_checkpoint(tmp_path):
     assert (rep["cell"]["qubits"], rep["cell"]["entangler"], rep["cell"]["encoding"]) == (3, "cx", "ry_rz")
     assert rep["settings"][0]["entanglement"] == "linear"
     assert rep["rows"][0]["swaps"] == 0 and rep["rows"][0]["ops_2q"] == 2 * 2
+    assert any("one memory" in n for n in rep["notes"])
 
 
 def test_budget_cli(tmp_path):

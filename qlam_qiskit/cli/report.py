@@ -40,7 +40,8 @@ def _names(text: str, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
     return names
 
 
-def _cell_and_layouts(checkpoint, qubits, depth, entangler, encoding) -> tuple[CellConfig, dict, str | None]:
+def _cell_and_layouts(checkpoint, qubits, depth, entangler, encoding,
+                      notes: list[str] | None = None) -> tuple[CellConfig, dict, str | None]:
     """The cell (options over checkpoint over `run`'s defaults), checkpoint layouts, entanglement."""
     base = {**{k: getattr(ModelConfig(), k) for k in ("qubits", "depth", "entanglement",
                                                        "entangler", "encoding")},
@@ -62,6 +63,10 @@ def _cell_and_layouts(checkpoint, qubits, depth, entangler, encoding) -> tuple[C
         cfg = state["model_config"]
         base.update({k: cfg[k] for k in base if k in cfg})
         ent = cfg.get("entanglement")
+        if notes is not None and (cfg.get("layers", 1) > 1 or cfg.get("heads", 1) > 1):
+            notes.append(f"{p} has {cfg.get('layers')} layer(s) x {cfg.get('heads')} memories; "
+                         "this is the circuit of one memory (primitives backends run --layers 1 "
+                         "--heads 1)")
         if state.get("layout"):  # trained with --entanglement coupling on that backend
             layouts[state.get("backend", "")] = tuple(state["layout"])
     given = {"qubits": qubits, "depth": depth, "entangler": entangler, "encoding": encoding}
@@ -136,8 +141,10 @@ def report_cmd(ctx, backends, coupling_map, basis_gates, noise, checkpoint, qubi
     t0 = time.perf_counter()
     step_list = _ints(steps, "--steps", 1)
     level_list = _ints(levels, "--optimization-level", 0, 3)
+    notes: list[str] = []
     try:
-        cell, layouts, ent = _cell_and_layouts(checkpoint, qubits, depth, entangler, encoding)
+        cell, layouts, ent = _cell_and_layouts(checkpoint, qubits, depth, entangler, encoding,
+                                               notes)
         ents = _names(entanglement, ENTANGLEMENT_CHOICES, "--entanglement") if entanglement \
             else (ent,)
         targets = _backends(backends, basis_gates, coupling_map, noise)
@@ -153,7 +160,6 @@ def report_cmd(ctx, backends, coupling_map, basis_gates, noise, checkpoint, qubi
                                f"transpiled in {se.transpile_s:.1f}s", err=True)
     except USER_ERRORS as err:
         raise _fail(err) from None
-    notes = []
     if any(not r["errors_known"] for se in all_series for r in se.rows):
         notes.append("some operations have no error rate in their target (counted as "
                      "error-free): give a generic target --noise to estimate success")
