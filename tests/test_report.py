@@ -300,14 +300,19 @@ def test_budget_cli(tmp_path):
     (["--coupling-map", "ring:4", "--entanglement", "star"], ["star", "coupling"]),
     (["--coupling-map", "line:3", "--qubits", "5", "--entanglement", "coupling"], ["qubits"]),
     (["--coupling-map", "ring:4", "--checkpoint", "/nonexistent/run"], ["checkpoint"]),
+    (["--coupling-map", "ring:4", "--qubits", "6"], ["--qubits 4"]),
 ])
 def test_bad_input_is_one_line(args, needles, tmp_path):
     one_line_error(invoke("report", *args, "--out", tmp_path), *needles)
 
 
-def test_budget_bad_fidelity_is_one_line():
+def test_budget_bad_input_is_one_line():
     one_line_error(invoke("report", "budget", "--coupling-map", "ring:4", "--min-fidelity", "1.5"),
                    "--min-fidelity")
+    one_line_error(invoke("report", "budget", "--coupling-map", "ring:4", "--min-fidelity", "0.5",
+                          "--qubits", "6"), "--qubits 4")
+    one_line_error(invoke("report", "budget", "--backend", "aer", "--min-fidelity", "0.5"),
+                   "fake_<device>")
 
 
 def test_parse_coupling_forms():

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from qiskit.circuit import QuantumCircuit
-from qiskit.transpiler import Target, generate_preset_pass_manager
+from qiskit.transpiler import Target, TranspilerError, generate_preset_pass_manager
 
 from ..circuits.cell import CellTemplate, init_circuit
 from .fidelity import Estimate, estimate
@@ -116,7 +116,12 @@ def transpile_costed(circuit: QuantumCircuit, target: Target, *, optimization_le
         swaps[0] = max(swaps[0], kw["dag"].count_ops().get("swap", 0))
 
     t0 = time.perf_counter()
-    isa = pm.run(circuit, callback=count_swaps)
+    try:
+        isa = pm.run(circuit, callback=count_swaps)
+    except TranspilerError as err:  # e.g. a disconnected generic coupling map
+        raise ValueError(f"Qiskit could not transpile the cell for this target "
+                         f"(optimization level {optimization_level}): "
+                         f"{str(err).strip(chr(39)).splitlines()[0]}") from None
     seconds = time.perf_counter() - t0
     n = circuit.num_qubits
     if isa.layout is not None:

@@ -45,6 +45,10 @@ class Setting:
 def setting(backend: ReportBackend, base: CellConfig, entanglement: str, level: int,
             layout: tuple[int, ...] | None = None) -> Setting:
     """Resolve ``entanglement`` for ``backend`` (coupling -> chain of device qubits as layout)."""
+    size = backend.target.num_qubits or 0
+    if base.qubits > size:
+        raise ValueError(f"--qubits {base.qubits} is more than the {size} qubits of "
+                         f"{backend.name}; use --qubits {size} or fewer")
     if entanglement == "coupling":
         chain, ring = coupling_chain(backend.device, base.qubits)
         cell = replace(base, entanglement="ring" if ring else "linear", pairs=None)
