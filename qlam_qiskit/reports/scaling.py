@@ -109,8 +109,8 @@ def series(s: Setting, steps: Iterable[int], *, transpile_max: int = 64, seed: i
     target, lvl = s.backend.target, s.optimization_level
     hi, lo = transpile_max, transpile_max // 2
     done: dict[int, Costed] = {}
-    layout, source = s.layout, "fixed"
-    total = 0.0
+    layout, total = s.layout, 0.0
+    source = "coupling chain" if s.entanglement == "coupling" else "checkpoint's layout"
 
     def run(t: int, fixed) -> Costed:
         _, c = transpile_costed(unrolled(cell, t), target, optimization_level=lvl, seed=seed,
@@ -148,6 +148,4 @@ def series(s: Setting, steps: Iterable[int], *, transpile_max: int = 64, seed: i
     base["log10_success"] = (m_hi["log_gates"] + m_hi["log_readout"]) / LN10
     base["log10_success_idle"] = base["log10_success"] + m_hi["log_idle"] / LN10
     intercept = {k: base[k] - per[k] * hi for k in per}
-    return Series(s, rows, tuple(layout), source if s.layout is None else
-                  ("coupling chain" if s.entanglement == "coupling" else "given"),
-                  (lo, hi), per, intercept, total, done)
+    return Series(s, rows, tuple(layout), source, (lo, hi), per, intercept, total, done)
