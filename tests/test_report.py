@@ -321,3 +321,20 @@ def test_parse_coupling_forms():
     assert set(parse_coupling("0-1,1-2").get_edges()) == {(0, 1), (1, 0), (1, 2), (2, 1)}
     with pytest.raises(ValueError):
         parse_coupling("0-2")  # qubit 1 missing
+
+
+def test_report_keeps_a_checkpoints_device_layout(tmp_path, fez):
+    from qlam_qiskit.backends.layouts import coupling_chain
+
+    chain, ring = coupling_chain(fez.backend, 3)
+    cfg = asdict(ModelConfig(qubits=3, layers=1, heads=1, entangler="cz",
+                             entanglement="ring" if ring else "linear"))
+    torch.save({"model_config": cfg, "backend": "fake_fez", "layout": list(chain)},
+               tmp_path / "checkpoint.pt")
+    res = invoke("report", "--checkpoint", tmp_path / "checkpoint.pt", "--backend", "fake_fez",
+                 "--steps", "4", "--transpile-max", 4, "--out", tmp_path / "r")
+    assert res.exit_code == 0, (res.output, res.exception)
+    s = json.loads((tmp_path / "r" / "report.json").read_text())["settings"][0]
+    assert s["layout"] == list(chain) and s["layout_source"] == "checkpoint's layout"
+    row = json.loads((tmp_path / "r" / "report.json").read_text())["rows"][0]
+    assert row["layout"] == list(chain) and row["swaps"] == 0
