@@ -238,6 +238,7 @@ def test_report_cli_writes_table_json_and_plots(tmp_path):
             "success", "success_idle", "log10_success", "log10_success_idle", "duration_s"}
     for r in rep["rows"]:
         assert keys <= set(r)
+        assert r["depth_2q"] <= r["ops_2q"] and r["depth_2q"] <= r["isa_depth"]
         assert r["source"] == ("transpiled" if r["steps"] <= 16 else "extrapolated")
         assert 0 < r["success_idle"] <= r["success"] <= 1
     gen = [r for r in rep["rows"] if r["backend"].startswith("generic")]

@@ -87,6 +87,7 @@ def _row(s: Setting, steps: int, lg: Logical, m: dict[str, float], *, source: st
     log_s = m["log_gates"] + m["log_readout"]
     log_si = log_s + m["log_idle"]
     ints = {k: int(round(m[k])) for k in ("isa_depth", "ops_1q", "ops_2q", "depth_2q", "swaps")}
+    ints["depth_2q"] = min(ints["depth_2q"], ints["ops_2q"])  # separate fits must stay consistent
     return {"backend": s.backend.name, "optimization_level": s.optimization_level,
             "entanglement": s.entanglement, "qubits": s.cell.qubits, "steps": steps,
             "source": source, "logical_depth": lg.depth, "logical_1q": lg.ops_1q,
