@@ -339,3 +339,17 @@ def test_report_keeps_a_checkpoints_device_layout(tmp_path, fez):
     assert s["layout"] == list(chain) and s["layout_source"] == "checkpoint's layout"
     row = json.loads((tmp_path / "r" / "report.json").read_text())["rows"][0]
     assert row["layout"] == list(chain) and row["swaps"] == 0
+
+
+@pytest.mark.parametrize("level", [1, 3])
+def test_shared_angles_cost_the_same_as_the_real_sequence(fez, level):
+    """The report transpiles the cell repeated with shared angles; `run` transpiles qlam_sequence
+    (fresh angles per token): the ISA costs must be the same."""
+    from qlam_qiskit.circuits.sequence import qlam_sequence
+
+    cell = qlam_cell(CellConfig(qubits=5, entangler="rzz"))
+    _, a = transpile_costed(unrolled(cell, 8), fez.target, optimization_level=level)
+    _, b = transpile_costed(qlam_sequence(cell, 8).circuit, fez.target, optimization_level=level)
+    assert (a.ops_1q, a.ops_2q, a.isa_depth, a.swaps, a.layout) == \
+        (b.ops_1q, b.ops_2q, b.isa_depth, b.swaps, b.layout)
+    assert a.estimate.log_success_idle == pytest.approx(b.estimate.log_success_idle, rel=1e-9)
