@@ -256,3 +256,7 @@ deploy.register(main, _fail, USER_ERRORS)
 from .bench import bench_cmd  # noqa: E402  (registered after main exists)
 
 main.add_command(bench_cmd)
+
+from .report import report_cmd  # noqa: E402  (registered after main exists)
+
+main.add_command(report_cmd)
