@@ -85,3 +85,14 @@ def test_save_jsonl_rewrites_whole_file(tmp_path: Path):
     save_jsonl([{"epoch": 1}, {"epoch": 2}], path)
     assert [json.loads(line) for line in path.read_text().splitlines()] == [{"epoch": 1},
                                                                            {"epoch": 2}]
+
+
+def test_atomic_writes_get_the_usual_permissions(tmp_path):
+    import os
+
+    from qlam_qiskit.training.checkpoint import save_json
+
+    save_json({"a": 1}, tmp_path / "r.json")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o666 & ~umask

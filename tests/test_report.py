@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict
-from pathlib import Path
 
 import pytest
 import torch

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 
-from ..backends.targets import TargetError
 from ..circuits.cell import ENCODINGS, ENTANGLERS, ENTANGLEMENTS, CellConfig
 from ..models.qlam import ModelConfig
 from ..training.checkpoint import save_json, save_text

@@ -11,6 +11,10 @@ from typing import Any, Callable
 import torch
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)  # read the process umask (the only portable way is to set and restore it)
+
+
 def _atomic(path: Path, write: Callable[[Path], None]) -> None:
     """Write through a temporary file in the same folder, then rename over ``path``."""
     path = Path(path)
@@ -19,6 +23,7 @@ def _atomic(path: Path, write: Callable[[Path], None]) -> None:
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
