@@ -12,28 +12,31 @@ from qlam_qiskit.circuits.cell import CellConfig, init_circuit, qlam_cell
 C128, C64 = torch.complex128, torch.complex64
 
 
-def _problem(t: int, dtype: torch.dtype, device, seed: int = 0, h=2, b=3, n=3):
-    """Random normalised ψ0, angles, a ±1/2 phase pattern like RZ gates', a unitary M."""
+def _problem(t: int, dtype: torch.dtype, device, seed: int = 0, h=2, b=3, n=3, m=2):
+    """Random normalised ψ0, inputs θ with an input map A and offsets o, a ±1/2 phase pattern
+    like RZ gates', a unitary M, and loss weights."""
     g = torch.Generator().manual_seed(seed)
     real = torch.float64 if dtype == C128 else torch.float32
     d = 2**n
     psi0 = torch.randn(h, b, d, generator=g, dtype=C128)
     psi0 = psi0 / psi0.norm(dim=-1, keepdim=True)
-    ang = torch.randn(t, h, b, n, generator=g, dtype=torch.float64)
+    theta = torch.randn(t, h, b, m, generator=g, dtype=torch.float64)
+    a_in = torch.randn(n, m, generator=g, dtype=torch.float64)
+    off = torch.randn(h, n, generator=g, dtype=torch.float64)
     bits = (torch.arange(d)[None, :] >> torch.arange(n)[:, None]) & 1  # (n, D)
     pattern = (bits.double() - 0.5)  # RZ(θ) on qubit q: ∓θ/2
     a = torch.randn(h, d, d, generator=g, dtype=C128)
     m = torch.linalg.matrix_exp(a - a.mH)
     w = torch.randn(h, b, d, generator=g, dtype=C128)  # loss weights
     cast = lambda x: x.to(device=device, dtype=dtype if x.is_complex() else real)  # noqa: E731
-    return [cast(x) for x in (psi0, ang, pattern, m, w)]
+    return [cast(x) for x in (psi0, theta, a_in, off, pattern, m, w)]
 
 
-def _grads(fn, psi0, ang, pattern, m, w, **kw):
-    psi0, ang, m = (x.clone().requires_grad_(True) for x in (psi0, ang, m))
-    out = fn(psi0, ang, pattern, m, **kw)
+def _grads(fn, psi0, theta, a_in, off, pattern, m, w, **kw):
+    psi0, theta, off, m = (x.clone().requires_grad_(True) for x in (psi0, theta, off, m))
+    out = fn(psi0, theta, a_in, off, pattern, m, **kw)
     loss = (out * w).real.sum()
-    return (out.detach(), *torch.autograd.grad(loss, (psi0, ang, m)))
+    return (out.detach(), *torch.autograd.grad(loss, (psi0, theta, off, m)))
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:

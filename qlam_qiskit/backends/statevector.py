@@ -98,15 +98,20 @@ class CircuitProgram:
                               "not supported; remove it (it does not change expectation values)")
         return out
 
-    def diag_fixed_parts(self, theta: Tensor, w: Tensor, dtype: torch.dtype
-                         ) -> tuple[Tensor, Tensor, Tensor]:
-        """For a (diag, fixed) cell: angles (T, H, B, G), pattern (G, D) and Uᵀ (H, D, D), with the
-        global phase folded into Uᵀ: the factors the adjoint scan rebuilds each token from."""
+    def diag_fixed_parts(self, w: Tensor, dtype: torch.dtype
+                         ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """For a (diag, fixed) cell: input map A (G, m), weight offsets o (H, G) with the diagonal
+        angles = θ @ Aᵀ + o, pattern (G, D), and Uᵀ (H, D, D) with the global phase folded in:
+        what the adjoint scan rebuilds each token's phases from."""
         diag, fixed = self.segments
-        ang = torch.stack([gate_angles(g, theta, w)[0] for g in diag.gates], -1)  # (T, H, B, G)
-        pattern = self._patterns[0][0].to(device=ang.device, dtype=ang.dtype)  # (G, D)
-        return ang, pattern, fixed_unitary_t(fixed.gates, w, self.num_qubits, dtype,
-                                             self.global_phase)
+        if any(len(g.a_in) != 1 for g in diag.gates):
+            raise EngineError("adjoint mode needs one angle per diagonal input gate")
+        a_in = torch.as_tensor(np.stack([g.a_in[0] for g in diag.gates]), dtype=w.dtype,
+                               device=w.device)  # (G, m)
+        off = torch.stack([gate_angles(g, None, w)[0] for g in diag.gates], -1)  # (H, G)
+        pattern = self._patterns[0][0].to(device=w.device, dtype=w.dtype)  # (G, D)
+        return a_in, off, pattern, fixed_unitary_t(fixed.gates, w, self.num_qubits, dtype,
+                                                   self.global_phase)
 
     def step(self, psi: Tensor, prepared: list, t: int = 0) -> Tensor:
         """Apply the program to states ψ (H, B, D) with token t of the prepared inputs."""
@@ -177,8 +182,9 @@ class SequenceEngine:
         theta, w = theta.to(real), w.to(real)
         psi = self.initial_state(h, b, theta.device) if psi0 is None else psi0.to(self.dtype)
         if self.adjoint and not all_states and self.cell.kinds == ["diag", "fixed"]:
-            ang, pattern, mt = self.cell.diag_fixed_parts(theta, w, self.dtype)
-            return adjoint_scan(psi, ang, pattern, mt, anchor_every=self.anchor_every)
+            a_in, off, pattern, mt = self.cell.diag_fixed_parts(w, self.dtype)
+            return adjoint_scan(psi, theta, a_in, off, pattern, mt,
+                                anchor_every=self.anchor_every)
         prep = self.cell.prepare(theta, w, self.dtype)
         if self.fast and self.cell.kinds == ["diag", "fixed"]:
             states = diag_unitary_scan(psi, prep[0], prep[1])  # (T, H, B, D)
