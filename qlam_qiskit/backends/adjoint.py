@@ -49,17 +49,17 @@ class _AdjointScan(torch.autograd.Function):
                 mt: Tensor, anchor_every: int) -> Tensor:
         pattern = pattern.to(theta.dtype)
         t_len = theta.shape[0]
-        psi, anchors = psi0.contiguous(), []
-        buf = torch.empty_like(psi)
+        anchors = []
+        psi, buf = psi0.clone(memory_format=torch.contiguous_format), torch.empty_like(psi0)
         for c0 in range(0, t_len, CHUNK):
             d = _phases(_chunk_angles(theta[c0:c0 + CHUNK], a_in, off), pattern,
                         psi0.dtype)  # (C, H, B, D)
-            for i in range(d.shape[0]):  # two kernels per token
+            for i in range(d.shape[0]):  # two kernels per token, no allocations
                 torch.mul(psi, d[i], out=buf)
-                psi = torch.bmm(buf, mt)  # (H, B, D)
+                torch.bmm(buf, mt, out=psi)  # (H, B, D)
                 t = c0 + i
                 if anchor_every and (t + 1) % anchor_every == 0 and t + 1 < t_len:
-                    anchors.append(psi)
+                    anchors.append(psi.clone())
         ctx.anchor_every = anchor_every
         ctx.save_for_backward(psi0, theta, a_in, off, pattern, mt, psi, *anchors)
         return psi
