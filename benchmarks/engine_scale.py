@@ -105,6 +105,7 @@ def one(m: str, n: int, t: int, b: int, threads: int) -> dict:
         r = (0.3 * torch.randn(1, 6 * n, generator=g)).requires_grad_()
 
         def step():
+            theta.grad = w.grad = r.grad = None  # as optimizer.zero_grad(set_to_none=True)
             last = (run_reference(cell, theta, w, init)[-1] if m == "naive"
                     else eng.run(theta, w, all_states=False))  # (1, B, D)
             ro(last, r).sum().backward()
