@@ -97,14 +97,22 @@ def command(cell: Cell, protocol: Protocol, run_dir: Path, *, data_dir: str | No
     return args
 
 
-def run_grid(protocol: Protocol, out: Path, *, data_dir: str | None = None, threads: int = 1,
+def finished(cell: Cell, out: Path) -> bool:
+    """Whether ``cell`` has run to completion under grid folder ``out``."""
+    return (out / "runs" / cell.name / "result.json").is_file()
+
+
+def run_grid(protocol: Protocol, out: Path, *, cells: list[Cell] | None = None,
+             data_dir: str | None = None, threads: int = 1,
              on_done: Callable[[Cell, int], None] | None = None) -> dict[str, int]:
     """Run every unfinished cell (``protocol.jobs`` at a time); return each cell's exit status.
 
-    Output of cell c goes to ``out/runs/<c.name>/run.log``; finished cells are not run again.
+    ``cells`` is ``plan(protocol)`` when already computed (planning builds models to match
+    parameter counts). Output of cell c goes to ``out/runs/<c.name>/run.log``; finished cells are
+    not run again.
     """
-    cells = plan(protocol)
-    todo = [c for c in cells if not (out / "runs" / c.name / "result.json").is_file()]
+    cells = plan(protocol) if cells is None else cells
+    todo = [c for c in cells if not finished(c, out)]
     status = {c.name: 0 for c in cells if c not in todo}
 
     def go(cell: Cell) -> int:

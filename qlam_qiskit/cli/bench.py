@@ -10,6 +10,7 @@ import click
 from tqdm.auto import tqdm
 
 from ..bench import PROTOCOLS, plan, run_grid, summarise
+from ..bench.grid import command, finished
 from ..bench.protocol import MODELS
 from ..data import DATA_ENV, TASKS
 from ..training.checkpoint import save_json
@@ -85,11 +86,10 @@ def bench_cmd(name, models, tasks, seeds, downsample, epochs, limit_train, limit
     except ValueError as err:
         raise click.ClickException(str(err)) from None
     cells = plan(protocol)
-    done = [c for c in cells if (out / "runs" / c.name / "result.json").is_file()]
+    done = [c for c in cells if finished(c, out)]
     click.echo(f"qlam-qiskit bench: protocol {name}, {len(cells)} runs ({len(done)} finished), "
                f"{protocol.jobs} at a time x {threads} thread(s) -> {out}")
     if dry_run:
-        from ..bench.grid import command
         for c in cells:
             state = "done" if c in done else "todo"
             click.echo(f"[{state}] {c.name} (d_model {c.d_model}): " + " ".join(
@@ -107,7 +107,7 @@ def bench_cmd(name, models, tasks, seeds, downsample, epochs, limit_train, limit
         else:
             summarise(out, protocol)  # table grows as runs finish
     try:
-        run_grid(protocol, out, data_dir=data_dir, threads=threads, on_done=on_done)
+        run_grid(protocol, out, cells=cells, data_dir=data_dir, threads=threads, on_done=on_done)
     except KeyboardInterrupt:
         raise click.ClickException(f"interrupted; rerun the same command to resume ({out})") from None
     finally:
