@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import time
 from dataclasses import asdict, replace
@@ -20,11 +21,10 @@ from ..backends.targets import Target, TargetError, network_problem, resolve_tar
 from ..backends.transpile import TranspileOptions, compile_for
 from ..circuits.readout import query_observables
 from ..circuits.sequence import sequence_parameter_values
-from ..data import load_task
-from ..data.patch import patch_tokens
+from ..data import DataSpec
 from ..models import ModelConfig, QLAMClassifier
 from ..models.primitive import PrimitiveQLAM, attach_backend, hardware_problem, sequence_template
-from ..training.checkpoint import save_json
+from ..training.checkpoint import save_bytes, save_json, save_text
 from ..training.loop import TrainConfig, seed_everything, train
 
 TOKEN_ENV = "QISKIT_IBM_TOKEN"
@@ -89,19 +89,15 @@ def _cost_report(model: PrimitiveQLAM, qnn: Any, data: Any, tcfg: TrainConfig, s
             "estimated_seconds": est, "steps_per_epoch": steps}
 
 
-def run_primitives(*, task: str, data_dir: Any, gray: bool, target: Target, mcfg: ModelConfig,
-                   tcfg: TrainConfig, out: Path, resume: bool, quiet: bool, limit_train: Any,
-                   limit_test: Any, patch: int | None, scope: str, gradient: str,
+def run_primitives(*, spec: DataSpec, target: Target, mcfg: ModelConfig, tcfg: TrainConfig,
+                   out: Path, resume: bool, quiet: bool, scope: str, gradient: str,
                    transpile: TranspileOptions, runtime: RuntimeOptions, position: bool,
-                   layout: tuple[int, ...] | None = None, downsample: int = 1) -> dict:
+                   layout: tuple[int, ...] | None = None) -> dict:
     """Train the hardware-compatible QLAM on a primitives backend through EstimatorQNN +
     TorchConnector; same outputs as the statevector run (checkpoint, metrics, result)."""
     backend = target.name
     runtime.check_for(target)
-    data = load_task(task, data_dir, gray=gray, limit_train=limit_train, limit_test=limit_test,
-                     seed=tcfg.seed, downsample=downsample)
-    if patch:
-        data = patch_tokens(data, patch)
+    data = spec.load(tcfg.seed)
     mcfg.d_input, mcfg.num_classes = data.channels, data.num_classes
     if not resume:
         mcfg.max_len = data.seq_len if position else 0
@@ -118,7 +114,7 @@ def run_primitives(*, task: str, data_dir: Any, gray: bool, target: Target, mcfg
                                    input_gradients=scope != "head", seed=tcfg.seed, mode=mode,
                                    ledger=ledger)
     n_params = sum(p.numel() for p in model.parameters())
-    _echo(f"qlam-qiskit run: task {task} ({len(data.x_train)} train / {len(data.x_val)} val / "
+    _echo(f"qlam-qiskit run: task {spec.task} ({len(data.x_train)} train / {len(data.x_val)} val / "
           f"{len(data.x_test)} test, T={data.seq_len}, C={data.channels}), backend {backend} "
           f"(EstimatorQNN + TorchConnector), hardware-compatible QLAM: 1 memory x {mcfg.qubits} "
           f"qubits read at the end, {n_params:,} parameters, train scope {scope}, "
@@ -132,11 +128,7 @@ def run_primitives(*, task: str, data_dir: Any, gray: bool, target: Target, mcfg
             "model_config": asdict(mcfg), "train_scope": scope, "gradient": gradient,
             "transpile": asdict(transpile), "runtime": asdict(runtime), "cost": cost,
             "layout": list(layout) if layout else None,
-            "data": {"task": task, "data_dir": str(data_dir) if data_dir else None, "gray": gray,
-                     "limit_train": limit_train, "limit_test": limit_test, "patch": patch,
-                     "downsample": downsample,
-                     "seq_len": data.seq_len, "mean": list(data.mean), "std": list(data.std),
-                     "class_names": list(data.class_names)}}
+            "data": spec.record(data)}
     try:
         result = train(model, data, tcfg, out, meta=meta, resume=resume, progress=not quiet)
     finally:
@@ -169,13 +161,10 @@ def _models(state: dict) -> tuple[QLAMClassifier, PrimitiveQLAM]:
     return exact.eval(), prim.eval()
 
 
-def _test_data(state: dict, limit: int | None, split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
-    d = state["data"]
-    data = load_task(d["task"], d.get("data_dir"), gray=d["gray"],
-                     limit_train=d["limit_train"], limit_test=limit or d["limit_test"],
-                     seed=state["train_config"]["seed"], downsample=d.get("downsample", 1))
-    if d.get("patch"):
-        data = patch_tokens(data, d["patch"])
+def _test_data(state: dict, limit: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The checkpoint's test sequences (the first ``limit`` of them when given), float64."""
+    spec = DataSpec.from_record(state["data"], limit_test=limit)
+    data = spec.load(state["train_config"]["seed"])
     return data.x_test.double(), data.y_test
 
 
@@ -244,9 +233,7 @@ def export_sample(state: dict, sample: int, fmt: str, out: Path) -> dict:
         values = sequence_parameter_values(tpl, theta[0].numpy(), layer.mix[0].numpy())  # (P,)
         circuit = tpl.circuit.assign_parameters(dict(zip(tpl.circuit.parameters, values)))
         el = exact.blocks[0].mixer
-        th = el.proj(exact.blocks[0].norm1(exact.embed(x[sample:sample + 1])
-                                           + (exact.pos[: x.shape[1]] if exact.pos is not None
-                                              else 0)))
+        th = el.proj(exact.blocks[0].norm1(exact.embed_tokens(x[sample:sample + 1])))
         state_t = el.engine.run(th.transpose(0, 1).unsqueeze(1), el.mix, all_states=False)
         evs = el.measure(state_t, el.basis).reshape(-1).tolist()  # (K·M,) exact engine
     obs = query_observables(layer.readout_template, layer.basis[0].detach().numpy())
@@ -254,11 +241,12 @@ def export_sample(state: dict, sample: int, fmt: str, out: Path) -> dict:
     stem = out / f"sample{sample}"
     if fmt == "qpy":
         path = stem.with_suffix(".qpy")
-        with open(path, "wb") as f:
-            qpy.dump(circuit, f)
+        buf = io.BytesIO()
+        qpy.dump(circuit, buf)
+        save_bytes(buf.getvalue(), path)
     else:
         path = stem.with_suffix(".qasm")
-        path.write_text(qasm3.dumps(circuit))
+        save_text(qasm3.dumps(circuit), path)
     save_json({"num_qubits": circuit.num_qubits, "order": "query-major: K queries x M terms",
                "terms": [list(t) for t in layer.readout_template.terms],
                "observables": [{"labels": op.paulis.to_labels(),

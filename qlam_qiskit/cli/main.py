@@ -15,8 +15,7 @@ from ..backends.layouts import coupling_chain
 from ..backends.registry import BACKENDS, backend_names, require_available, usable_here
 from ..backends.targets import TargetError, resolve_target
 from ..backends.transpile import TranspileOptions
-from ..data.patch import patch_tokens
-from ..data import DATA_ENV, DEFAULT_TASK, TASKS, DataError, load_task
+from ..data import DATA_ENV, DEFAULT_TASK, TASKS, DataError, DataSpec
 from ..models import ModelConfig, QLAMClassifier
 from ..models.baselines import BASELINES, BaselineClassifier
 from ..training import runtime
@@ -116,7 +115,7 @@ def run_cmd(task, data_dir, gray, downsample, backend, kind, epochs, batch_size,
             limit_test, seed, device, threads, out, resume, quiet, patch, train_scope, gradient,
             shots, optimization_level, resilience_level, dd, twirling, **model_opts) -> None:
     """Train a QLAM classifier on a sequence task and report its test accuracy."""
-    primitives = {"patch": patch, "scope": train_scope, "gradient": gradient,
+    primitives = {"scope": train_scope, "gradient": gradient,
                   "transpile": TranspileOptions(optimization_level, seed),
                   "runtime": RuntimeOptions(shots=shots, seed=seed,
                                             resilience_level=resilience_level,
@@ -154,13 +153,10 @@ def run_cmd(task, data_dir, gray, downsample, backend, kind, epochs, batch_size,
             tcfg = TrainConfig(**{**state["train_config"], "device": device})
             if epochs:
                 tcfg.epochs = epochs
-            d = state["data"]
-            task, gray, limit_train, limit_test = d["task"], d["gray"], d["limit_train"], d["limit_test"]
-            downsample = d.get("downsample", 1)
-            patch = primitives["patch"] = d.get("patch")
+            spec = DataSpec.from_record(state["data"], data_dir=data_dir)
             position = mcfg.max_len > 0
-            data_dir = data_dir or d.get("data_dir")
         else:
+            spec = DataSpec(task, data_dir, gray, downsample, patch, limit_train, limit_test)
             p = preset(task, downsample)
             position = model_opts.pop("position")
             position = p["position"] if position is None else position
@@ -170,7 +166,7 @@ def run_cmd(task, data_dir, gray, downsample, backend, kind, epochs, batch_size,
                      "circuit_lr": circuit_lr}
             tcfg = TrainConfig(**{**p["train"], **{k: v for k, v in given.items() if v is not None},
                                   "seed": seed, "device": device})
-        out = Path(out) if out else Path("runs") / f"{task}-{time.strftime('%Y%m%d-%H%M%S')}"
+        out = Path(out) if out else Path("runs") / f"{spec.task}-{time.strftime('%Y%m%d-%H%M%S')}"
         if not resume and (out / "checkpoint.pt").exists():
             raise FileExistsError(f"{out} already holds a run; pass --resume to continue it "
                                   "or choose another --out")
@@ -197,10 +193,8 @@ def run_cmd(task, data_dir, gray, downsample, backend, kind, epochs, batch_size,
                                                       initial_layout=layout)
             try:
                 result = deploy.run_primitives(
-                    task=task, data_dir=data_dir, gray=gray, target=target, mcfg=mcfg,
-                    tcfg=tcfg, out=out, resume=resume, quiet=quiet, limit_train=limit_train,
-                    limit_test=limit_test, position=position, downsample=downsample,
-                    **primitives)
+                    spec=spec, target=target, mcfg=mcfg, tcfg=tcfg, out=out, resume=resume,
+                    quiet=quiet, position=position, **primitives)
             except KeyboardInterrupt:
                 raise click.ClickException(f"interrupted; continue with: qlam-qiskit run "
                                            f"--resume --out {out}") from None
@@ -212,10 +206,7 @@ def run_cmd(task, data_dir, gray, downsample, backend, kind, epochs, batch_size,
         if mcfg.entanglement == "coupling":
             raise ValueError("--entanglement coupling follows a device's coupling map: use "
                              "--backend fake_<device> or ibm_<device>")
-        data = load_task(task, data_dir, gray=gray, limit_train=limit_train,
-                         limit_test=limit_test, seed=tcfg.seed, downsample=downsample)
-        if patch:
-            data = patch_tokens(data, patch)
+        data = spec.load(tcfg.seed)
         mcfg.d_input, mcfg.num_classes = data.channels, data.num_classes
         if not resume:
             mcfg.max_len = data.seq_len if position else 0
@@ -225,17 +216,13 @@ def run_cmd(task, data_dir, gray, downsample, backend, kind, epochs, batch_size,
         raise _fail(err) from None
 
     n_params = sum(p.numel() for p in model.parameters())
-    click.echo(f"qlam-qiskit run: task {task} ({len(data.x_train)} train / {len(data.x_val)} val / "
+    click.echo(f"qlam-qiskit run: task {spec.task} ({len(data.x_train)} train / {len(data.x_val)} val / "
                f"{len(data.x_test)} test, T={data.seq_len}, C={data.channels}), backend {backend}, "
                f"model {kind}: {mcfg.layers} layer(s) x {mcfg.heads} memories x {mcfg.qubits} qubits, "
                f"{n_params:,} parameters, {tcfg.epochs} epochs, device {device}, "
                f"{nthreads} thread(s) -> {out}")
     meta = {"model": kind, "model_kind": kind, "backend": backend, "model_config": asdict(mcfg),
-            "data": {"task": task, "data_dir": str(data_dir) if data_dir else None, "gray": gray,
-                     "downsample": downsample, "limit_train": limit_train, "limit_test": limit_test,
-                     "patch": patch,
-                     "seq_len": data.seq_len, "mean": list(data.mean), "std": list(data.std),
-                     "class_names": list(data.class_names)}}
+            "data": spec.record(data)}
     try:
         result = train(model, data, tcfg, out, meta=meta, resume=resume, progress=not quiet)
     except KeyboardInterrupt:

@@ -2,5 +2,7 @@
 
 from .idx import DataError
 from .tasks import DATA_ENV, DEFAULT_TASK, PSMNIST_PERMUTATION, TASKS, TaskData, load_task
+from .spec import DataSpec
 
-__all__ = ["DATA_ENV", "DEFAULT_TASK", "PSMNIST_PERMUTATION", "TASKS", "DataError", "TaskData", "load_task"]
+__all__ = ["DATA_ENV", "DEFAULT_TASK", "PSMNIST_PERMUTATION", "TASKS", "DataError", "DataSpec", "TaskData",
+           "load_task"]

@@ -142,12 +142,7 @@ class PrimitiveQLAM(QLAMClassifier):
 
     def angles(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """x (B, T, d_input) -> residual stream h (B, T, d) and input angles θ (B, T, m)."""
-        h = self.embed(x)  # (B, T, d)
-        if self.pos is not None:
-            if x.shape[1] > self.pos.shape[0]:
-                raise ValueError(f"sequence of {x.shape[1]} tokens is longer than max_len "
-                                 f"{self.pos.shape[0]} of the position embedding")
-            h = h + self.pos[: x.shape[1]]
+        h = self.embed_tokens(x)  # (B, T, d)
         blk = self.blocks[0]
         return h, blk.mixer.proj(blk.norm1(h))  # θ: per-token input angles of the one memory
 

@@ -162,14 +162,19 @@ class QLAMClassifier(nn.Module):
         self.norm = nn.LayerNorm(d)
         self.head = nn.Linear(d, cfg.num_classes)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """x (B, T, d_input) -> logits (B, num_classes)."""
+    def embed_tokens(self, x: Tensor) -> Tensor:
+        """x (B, T, d_input) -> residual stream (B, T, d): token embedding plus positions."""
         h = self.embed(x)  # (B, T, d)
         if self.pos is not None:
             if x.shape[1] > self.pos.shape[0]:
                 raise ValueError(f"sequence of {x.shape[1]} tokens is longer than max_len "
                                  f"{self.pos.shape[0]} of the position embedding")
             h = h + self.pos[: x.shape[1]]
+        return h
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x (B, T, d_input) -> logits (B, num_classes)."""
+        h = self.embed_tokens(x)  # (B, T, d)
         for block in self.blocks:
             h = block(h)
         h = h.mean(dim=1) if self.config.pool == "mean" else h[:, -1]  # (B, d)

@@ -45,6 +45,11 @@ def save_text(text: str, path: str | os.PathLike) -> None:
     _atomic(Path(path), lambda p: p.write_text(text))
 
 
+def save_bytes(data: bytes, path: str | os.PathLike) -> None:
+    """A binary file (e.g. QPY), atomically."""
+    _atomic(Path(path), lambda p: p.write_bytes(data))
+
+
 def save_figure(fig: Any, path: str | os.PathLike) -> None:
     """A matplotlib figure as PNG, atomically."""
     _atomic(Path(path), lambda p: fig.savefig(p, format="png", dpi=120, bbox_inches="tight"))
