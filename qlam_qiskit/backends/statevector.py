@@ -23,9 +23,12 @@ from .program import (EngineError, Segment, compile_gates, diag_patterns, fixed_
                       gate_angles, segment_gates)
 from .phases import phases
 from .adjoint import adjoint_scan
+from . import kernels
+from .product import product_form, product_scan_ref
 from .scan import diag_unitary_scan
 
 Tensor = torch.Tensor
+KERNELS = ("auto", "fused", "dense", "product")
 DTYPES = {"complex64": torch.complex64, "complex128": torch.complex128}
 
 
@@ -144,30 +147,67 @@ def _unbind_time(prepared: list, kinds: list[str]) -> list:
 
 
 class SequenceEngine:
-    """Runs init + cell^T over batches of per-token angles, for H memories at once."""
+    """Runs init + cell^T over batches of per-token angles, for H memories at once.
+
+    ``kernel`` picks how a (diagonal input, fixed mixing) cell is scanned:
+
+    * ``"fused"``: the numba CPU kernel on the cell's product form (``kernels.py``): O(n·2^n) per
+      token, backward by unitary adjoint, memory independent of T for last-state runs;
+    * ``"dense"``: the mixing block fused into one 2^n×2^n unitary, one batched matmul per token
+      (the GPU path; last-state runs backpropagate by adjoint with ``adjoint=True``);
+    * ``"product"``: the product form gate by gate in plain torch autograd (any device, wide memories);
+    * ``"auto"`` (default): fused on CPU when the cell has a product form and numba is installed,
+      product for 12+ qubits elsewhere, dense otherwise.
+    Cells without a product form (CX entanglers, non-diagonal or two-qubit input gates) use dense.
+    """
 
     def __init__(self, cell: CellTemplate, init: QuantumCircuit | None = None, *,
                  dtype: str | torch.dtype = "complex64", fast: bool = True,
-                 adjoint: bool = False, anchor_every: int = 0) -> None:
+                 adjoint: bool = False, anchor_every: int = 0, kernel: str = "auto") -> None:
         self.dtype = as_complex_dtype(dtype)
         self.fast = fast
-        """Use the fused scan when the cell is (diagonal input block, fixed mixing block)."""
+        """Use a fused scan when the cell is (diagonal input block, fixed mixing block)."""
         self.adjoint = adjoint
-        """Last-state runs backpropagate by unitary adjoint: memory independent of T."""
+        """Dense kernel, last-state runs: backpropagate by unitary adjoint (memory independent of T)."""
         self.anchor_every = anchor_every
-        """Adjoint mode: keep every k-th state to bound round-off drift (0: none)."""
+        """Adjoint walks: keep every k-th state to bound round-off drift (0: none)."""
+        if kernel not in KERNELS:
+            raise EngineError(f"kernel must be one of {KERNELS}, got {kernel!r}")
         self.cell = CircuitProgram(cell.circuit, list(cell.inputs), list(cell.weights))
-        self.init = CircuitProgram(init) if init is not None else None
+        self.product = product_form(self.cell)
+        if kernel in ("fused", "product") and self.product is None:
+            raise EngineError(f"kernel={kernel!r} needs a cell in product form (diagonal one-qubit "
+                              "input gates; one-qubit and diagonal mixing gates, e.g. cz or rzz "
+                              "entanglers); use kernel='dense'")
+        if kernel == "fused" and not kernels.available():
+            raise EngineError("kernel='fused' needs numba: pip install numba")
+        self.kernel = kernel
+        self.init_gates = compile_gates(init, (), ()) if init is not None else []
+        self.init_phase = float(init.global_phase) if init is not None else 0.0
         self.num_qubits = cell.circuit.num_qubits
 
+    def kernel_for(self, device: torch.device) -> str:
+        """The kernel a run on ``device`` uses: fused, product, dense, or steps (gate segments)."""
+        if not self.fast or self.cell.kinds != ["diag", "fixed"]:
+            return "steps"
+        if self.kernel != "auto":
+            return self.kernel
+        if self.product is None:
+            return "dense"
+        if device.type == "cpu" and kernels.available():
+            return "fused"
+        return "product" if self.num_qubits >= 12 else "dense"
+
     def initial_state(self, heads: int, batch: int, device=None) -> Tensor:
-        """|0…0⟩ pushed through the init block: (H, B, D)."""
-        psi = torch.zeros(heads, batch, 2**self.num_qubits, dtype=self.dtype, device=device)
-        psi[..., 0] = 1
-        if self.init is not None:
-            w = torch.zeros(heads, 0, dtype=real_dtype(self.dtype), device=device)
-            psi = self.init.step(psi, self.init.prepare(None, w, self.dtype))
-        return psi
+        """|0…0⟩ pushed through the init block gate by gate (no 2^n×2^n matrix): (H, B, D)."""
+        psi = torch.zeros(1, 2**self.num_qubits, dtype=self.dtype, device=device)
+        psi[:, 0] = 1
+        for g in self.init_gates:
+            psi = apply_matrix(psi, gate_matrix(g.name, (), dtype=self.dtype, device=device),
+                               g.qubits, self.num_qubits)
+        if self.init_phase:
+            psi = psi * complex(np.cos(self.init_phase), np.sin(self.init_phase))
+        return psi.expand(heads * batch, -1).reshape(heads, batch, -1).clone()
 
     def run(self, theta: Tensor, w: Tensor, psi0: Tensor | None = None, *,
             all_states: bool = True) -> Tensor:
@@ -181,12 +221,20 @@ class SequenceEngine:
         real = real_dtype(self.dtype)
         theta, w = theta.to(real), w.to(real)
         psi = self.initial_state(h, b, theta.device) if psi0 is None else psi0.to(self.dtype)
-        if self.adjoint and not all_states and self.cell.kinds == ["diag", "fixed"]:
+        kernel = self.kernel_for(theta.device)
+        if kernel in ("fused", "product"):
+            alpha = self.product.alphas(theta, w)  # (T, H, B, n, 2)
+            u, e = self.product.unitaries(w, self.dtype)  # (H, L, n, 2, 2), (H, L, D)
+            if kernel == "fused":
+                return kernels.product_scan(psi, alpha, u, e, all_states=all_states,
+                                            anchor_every=self.anchor_every)
+            return product_scan_ref(psi, alpha, u, e, all_states=all_states)
+        if kernel == "dense" and self.adjoint and not all_states:
             a_in, off, pattern, mt = self.cell.diag_fixed_parts(w, self.dtype)
             return adjoint_scan(psi, theta, a_in, off, pattern, mt,
                                 anchor_every=self.anchor_every)
         prep = self.cell.prepare(theta, w, self.dtype)
-        if self.fast and self.cell.kinds == ["diag", "fixed"]:
+        if kernel == "dense":
             states = diag_unitary_scan(psi, prep[0], prep[1])  # (T, H, B, D)
             return states if all_states else states[-1]
         sliced = _unbind_time(prep, self.cell.kinds)
@@ -197,7 +245,6 @@ class SequenceEngine:
                 states.append(psi)
         return torch.stack(states) if all_states else psi
 
-
     def step(self, theta_t: Tensor, w: Tensor, psi: Tensor) -> Tensor:
         """One token for streaming: θ_t (H, B, m), w (H, P), ψ (H, B, D) -> next ψ (H, B, D)."""
         return self.run(theta_t.unsqueeze(0), w, psi, all_states=False)
@@ -206,19 +253,25 @@ class SequenceEngine:
 class ReadoutEngine:
     """Expectations of K learned-basis queries: ⟨ψ| U_k† Z_S U_k |ψ⟩ for every Z term S.
 
-    Computed in real arithmetic, which runs as plain float GEMMs: [Re ψ, Im ψ] times the real form
+    Up to 9 qubits: in real arithmetic, as plain float GEMMs: [Re ψ, Im ψ] times the real form
     of all K rotations at once, squared, then one matmul with the ±1 sign table of the terms.
+    From 10 qubits (or ``gatewise=True``) each query's one-qubit rotations are applied gate by
+    gate instead, so no 2^n×2^n rotation is built.
     """
 
-    def __init__(self, template: ReadoutTemplate, *, dtype: str | torch.dtype = "complex64") -> None:
+    def __init__(self, template: ReadoutTemplate, *, dtype: str | torch.dtype = "complex64",
+                 gatewise: bool | None = None) -> None:
         self.dtype = as_complex_dtype(dtype)
         self.template = template
         w = list(template.weights)
         self.queries = [CircuitProgram(qc, (), w) for qc in template.circuits]
         n = template.circuits[0].num_qubits
+        self.gatewise = n >= 10 if gatewise is None else gatewise
+        """Apply query rotations gate by gate (wide memories) instead of as dense matrices."""
         idx = np.arange(2**n)
         signs = 1 - 2 * ((idx[:, None] >> np.arange(n)[None, :]) & 1)  # (D, n): ±1 per Z_q
         zmat = np.stack([signs[:, list(t)].prod(axis=1) for t in template.terms], axis=1)
+        self._z = torch.as_tensor(zmat, dtype=torch.float64)  # (D, M)
         k = template.num_queries
         # (K*2D, K*M): amplitude-squared (re and im rows) of query k -> its M term values
         z2 = np.kron(np.eye(k), np.repeat(zmat, 2, axis=0))
@@ -232,6 +285,8 @@ class ReadoutEngine:
 
     def __call__(self, states: Tensor, r: Tensor) -> Tensor:
         """States (..., H, B, D) and weights r (H, 3nK) -> expectations (..., H, B, K, M), real."""
+        if self.gatewise:
+            return self._gatewise(states, r)
         h, b, d = states.shape[-3:]
         lead = states.shape[:-3]
         rot = self.rotations_t(r)  # (H, K, D, D) complex, amp_k = ψ @ rot[k]
@@ -246,3 +301,23 @@ class ReadoutEngine:
         ev = (amp * amp) @ self._z2.to(device=amp.device, dtype=amp.dtype)  # (H, N, K*M)
         ev = ev.reshape(h, -1, b, k, ev.shape[-1] // k).transpose(0, 1)  # (L, H, B, K, M)
         return ev.reshape(lead + (h, b, k, ev.shape[-1]))
+
+    def _gatewise(self, states: Tensor, r: Tensor) -> Tensor:
+        """Same expectations, each query's U gates applied one qubit at a time."""
+        h, b, d = states.shape[-3:]
+        lead = states.shape[:-3]
+        n = d.bit_length() - 1
+        r = r.to(real_dtype(self.dtype))
+        x = states.to(self.dtype).reshape(-1, h, b, d)  # (L, H, B, D)
+        z = self._z.to(device=x.device, dtype=r.dtype)
+        out = []
+        for q in self.queries:
+            amp = x.reshape(-1, d)  # (L*H*B, D), head-major inside each leading index
+            for g in q.segments[0].gates:
+                mat = gate_matrix(g.name, gate_angles(g, None, r), dtype=self.dtype,
+                                  device=x.device)  # (H, 2, 2)
+                mat = mat[None, :, None].expand(x.shape[0], h, b, 2, 2).reshape(-1, 2, 2)
+                amp = apply_matrix(amp, mat, g.qubits, n)
+            out.append((amp.real ** 2 + amp.imag ** 2) @ z)  # (L*H*B, M)
+        ev = torch.stack(out, -2)  # (L*H*B, K, M)
+        return ev.reshape(lead + (h, b) + ev.shape[-2:])

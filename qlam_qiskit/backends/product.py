@@ -1,0 +1,165 @@
+"""Product form of a QLAM cell: per-qubit input phases, then layers of one-qubit gates and diagonals.
+
+Most QLAM cells (RZ inputs; RY·RZ mixing with CZ or RZZ entanglers, any depth) apply per token
+
+    ψ ← e_L ⊙ (⊗_q U_{L,q}) … e_1 ⊙ (⊗_q U_{1,q}) (f_t ⊙ ψ),   f_t[i] = exp(i Σ_q α_t[q, bit_q(i)])
+
+with 2×2 unitaries U, constant diagonals e (the entanglers and trailing RZs) and per-qubit input
+phases α. Applied gate by gate this costs O(n·2^n) per token instead of the fused unitary's
+O(4^n), and nothing 2^n×2^n is ever built, so wide memories (14 qubits and more) fit.
+``product_scan_ref`` runs the form in plain autograd; the fused kernel (``kernels.py``) is tested
+against it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from .gates import GATES, apply_matrix, gate_matrix
+from .program import Gate, gate_angles
+
+if TYPE_CHECKING:
+    from .statevector import CircuitProgram
+
+Tensor = torch.Tensor
+
+
+@dataclass(frozen=True)
+class ProductForm:
+    """A (diag, fixed) cell split into per-qubit input phases and product layers."""
+
+    num_qubits: int
+    a_in: np.ndarray  # (G, m): input angles = θ @ a_inᵀ + offsets(w)
+    input_gates: tuple[Gate, ...]  # the G one-qubit diagonal input gates
+    to_qubits: np.ndarray  # (G, n, 2): gate g adds angle_g · to_qubits[g, q, bit] to α[q, bit]
+    layers: tuple[tuple[tuple[tuple[Gate, ...], ...], tuple[Gate, ...]], ...]
+    """Per layer: (one-qubit gates per qubit, in order; diagonal gates applied after them)."""
+    global_phase: float
+
+    @property
+    def depth(self) -> int:
+        """Number of product layers L."""
+        return len(self.layers)
+
+    def alphas(self, theta: Tensor, w: Tensor) -> Tensor:
+        """θ (T, H, B, m), w (H, P) -> per-qubit input phases α (T, H, B, n, 2), real."""
+        q = torch.as_tensor(self.to_qubits.reshape(len(self.input_gates), -1), dtype=theta.dtype,
+                            device=theta.device)  # (G, 2n)
+        a_in = torch.as_tensor(self.a_in, dtype=theta.dtype, device=theta.device)  # (G, m)
+        off = torch.stack([gate_angles(g, None, w)[0] for g in self.input_gates], -1)  # (H, G)
+        alpha = theta @ (a_in.T @ q) + (off.to(theta.dtype) @ q)[:, None, :]  # (T, H, B, 2n)
+        return alpha.unflatten(-1, (self.num_qubits, 2))
+
+    def unitaries(self, w: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        """Weights w (H, P) -> one-qubit unitaries U (H, L, n, 2, 2) and diagonals e (H, L, D)."""
+        h, n, d = w.shape[0], self.num_qubits, 2**self.num_qubits
+        eye = torch.eye(2, dtype=dtype, device=w.device)
+        idx = torch.arange(d, device=w.device)
+        us, es = [], []
+        for singles, diags in self.layers:
+            per_q = []
+            for gates in singles:
+                u = eye.expand(h, 2, 2)
+                for g in gates:
+                    u = _per_head(g, w, dtype, h) @ u  # later gates act after earlier ones
+                per_q.append(u)
+            us.append(torch.stack(per_q, 1))  # (H, n, 2, 2)
+            e = torch.ones(h, d, dtype=dtype, device=w.device)
+            for g in diags:
+                diag = _per_head(g, w, dtype, h).diagonal(dim1=-2, dim2=-1)  # (H, 2^k)
+                loc = sum(((idx >> q) & 1) << j for j, q in enumerate(g.qubits))  # (D,)
+                e = e * diag[:, loc]
+            es.append(e)
+        e = torch.stack(es, 1)  # (H, L, D)
+        if self.global_phase:
+            e = e * complex(np.cos(self.global_phase), np.sin(self.global_phase))
+        return torch.stack(us, 1), e
+
+
+def _per_head(g: Gate, w: Tensor, dtype: torch.dtype, h: int) -> Tensor:
+    """Matrix of a fixed gate per head: (H, 2^k, 2^k)."""
+    mat = gate_matrix(g.name, gate_angles(g, None, w), dtype=dtype, device=w.device)
+    return mat.expand(h, *mat.shape[-2:]) if mat.dim() == 2 else mat
+
+
+def product_form(program: "CircuitProgram") -> ProductForm | None:
+    """The product form of a compiled cell, or None when it has none (e.g. CX entanglers,
+    two-qubit input gates, input gates that are not diagonal)."""
+    if program.kinds != ["diag", "fixed"]:
+        return None
+    n = program.num_qubits
+    diag, fixed = program.segments
+    if any(len(g.qubits) != 1 or len(g.a_in) != 1 for g in diag.gates):
+        return None
+    _, qubits, local = program._patterns[0]
+    to_q = np.zeros((len(diag.gates), n, 2))
+    for g, (q, loc) in enumerate(zip(qubits, local.numpy())):
+        to_q[g, q] = loc
+    layers = _layers(fixed.gates, n)
+    if layers is None:
+        return None
+    return ProductForm(n, np.stack([g.a_in[0] for g in diag.gates]), diag.gates, to_q,
+                       layers, program.global_phase)
+
+
+def _layers(gates: tuple[Gate, ...], n: int):
+    """Group fixed gates into layers (one-qubit gates, then diagonal gates), or None.
+
+    A one-qubit gate joins the current layer unless a diagonal gate of the layer already touched
+    its qubit (then it opens a new layer, or joins the diagonals if it is itself diagonal)."""
+    layers = []
+    singles: list[list[Gate]] = [[] for _ in range(n)]
+    diags: list[Gate] = []
+    touched: set[int] = set()
+    for g in gates:
+        k, _, _, is_diag = GATES[g.name]
+        if k == 1 and g.qubits[0] not in touched:
+            singles[g.qubits[0]].append(g)
+        elif is_diag:
+            diags.append(g)
+            touched.update(g.qubits)
+        elif k == 1:
+            layers.append((tuple(map(tuple, singles)), tuple(diags)))
+            singles, diags, touched = [[] for _ in range(n)], [], set()
+            singles[g.qubits[0]].append(g)
+        else:
+            return None  # a non-diagonal multi-qubit gate (cx, swap, ...)
+    layers.append((tuple(map(tuple, singles)), tuple(diags)))
+    return tuple(layers)
+
+
+def input_factors(alpha: Tensor, dtype: torch.dtype) -> Tensor:
+    """α (..., n, 2) -> f (..., D) = ⊗_q exp(i α[q]), qubit 0 least significant."""
+    p = torch.polar(torch.ones_like(alpha), alpha).to(dtype)  # (..., n, 2)
+    f = p[..., -1, :]
+    for q in range(alpha.shape[-2] - 2, -1, -1):
+        f = (f[..., :, None] * p[..., q, None, :]).flatten(-2)
+    return f
+
+
+def product_step(psi: Tensor, alpha_t: Tensor, u: Tensor, e: Tensor) -> Tensor:
+    """One token in plain autograd: ψ (H, B, D), α_t (H, B, n, 2), U (H, L, n, 2, 2), e (H, L, D)."""
+    h, b, d = psi.shape
+    n = alpha_t.shape[-2]
+    x = psi * input_factors(alpha_t, psi.dtype)
+    for lay in range(u.shape[1]):
+        flat = x.reshape(h * b, d)
+        for q in range(n):
+            flat = apply_matrix(flat, u[:, lay, q].repeat_interleave(b, 0), (q,), n)
+        x = flat.reshape(h, b, d) * e[:, lay, None, :]
+    return x
+
+
+def product_scan_ref(psi0: Tensor, alpha: Tensor, u: Tensor, e: Tensor, *,
+                     all_states: bool = True) -> Tensor:
+    """Reference scan: ψ0 (H, B, D), α (T, H, B, n, 2) -> states (T, H, B, D) or the last (H, B, D)."""
+    psi, states = psi0, []
+    for a in alpha.unbind(0):
+        psi = product_step(psi, a, u, e)
+        if all_states:
+            states.append(psi)
+    return torch.stack(states) if all_states else psi
