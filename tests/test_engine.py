@@ -15,6 +15,7 @@ from qiskit_aer.primitives import EstimatorV2 as AerEstimator
 
 from qlam_qiskit.backends.gates import GATES
 from qlam_qiskit.backends.program import EngineError
+from qlam_qiskit.backends.product import product_form
 from qlam_qiskit.backends.reference import run_reference
 from qlam_qiskit.backends.scan import diag_unitary_scan, diag_unitary_scan_ref
 from qlam_qiskit.backends.statevector import CircuitProgram, ReadoutEngine, SequenceEngine
@@ -71,6 +72,15 @@ def qiskit_case(cfg: CellConfig, seed: int = 0):
     return cell, tpl, theta, w, r, states, evs
 
 
+def _paths(cfg: CellConfig, device) -> list[tuple[bool, str]]:
+    """(fast, kernel) engine paths that apply to a cell on a device: every kernel it supports and
+    the step-by-step path."""
+    kernels, tpl = ["dense"], qlam_cell(cfg)
+    if product_form(CircuitProgram(tpl.circuit, list(tpl.inputs), list(tpl.weights))) is not None:
+        kernels += ["product"] + (["fused"] if device.type == "cpu" else [])
+    return [(True, k) for k in kernels] + [(False, "auto")]
+
+
 def to_torch(x: np.ndarray, dtype: torch.dtype, device) -> torch.Tensor:
     return torch.as_tensor(x, dtype=REAL[dtype], device=device)
 
@@ -82,8 +92,8 @@ def to_torch(x: np.ndarray, dtype: torch.dtype, device) -> torch.Tensor:
 @pytest.mark.parametrize("cfg", CONFIGS, ids=cfg_id)
 def test_engine_states_match_statevector(cfg, dtype, device):
     cell, _, theta, w, _, want, _ = qiskit_case(cfg)
-    for fast in (True, False):
-        eng = SequenceEngine(cell, init_circuit(cfg.qubits), dtype=dtype, fast=fast)
+    for fast, kernel in _paths(cfg, device):
+        eng = SequenceEngine(cell, init_circuit(cfg.qubits), dtype=dtype, fast=fast, kernel=kernel)
         got = eng.run(to_torch(theta, dtype, device), to_torch(w, dtype, device))
         assert got.shape == want.shape and got.dtype == dtype and got.device.type == device.type
         np.testing.assert_allclose(got.cpu().numpy(), want, rtol=0, atol=TOL[dtype])
@@ -340,13 +350,14 @@ def test_fast_slow_and_reference_agree_with_gradients(cfg, dtype, device):
     lw = torch.randn(theta.shape[:3] + (2**cfg.qubits, 2), generator=gen, dtype=torch.float64)
     lw = lw.to(device=device, dtype=REAL[dtype])
     results = []
-    for name in ("fast", "slow", "reference"):
+    for path in [None] + _paths(cfg, device):
         th = to_torch(theta, dtype, device).requires_grad_()
         wt = to_torch(w, dtype, device).requires_grad_()
-        if name == "reference":
+        if path is None:
             states = run_reference(cell, th, wt, init, dtype=dtype)
         else:
-            states = SequenceEngine(cell, init, dtype=dtype, fast=name == "fast").run(th, wt)
+            fast, kernel = path
+            states = SequenceEngine(cell, init, dtype=dtype, fast=fast, kernel=kernel).run(th, wt)
         loss = _loss_of_states(states, lw)
         g_th, g_w = torch.autograd.grad(loss, [th, wt], allow_unused=True)
         results.append((states.detach(), g_th, torch.zeros_like(wt) if g_w is None else g_w))

@@ -74,10 +74,9 @@ class ProductForm:
                 loc = sum(((idx >> q) & 1) << j for j, q in enumerate(g.qubits))  # (D,)
                 e = e * diag[:, loc]
             es.append(e)
-        e = torch.stack(es, 1)  # (H, L, D)
-        if self.global_phase:
-            e = e * complex(np.cos(self.global_phase), np.sin(self.global_phase))
-        return torch.stack(us, 1), e
+        if self.global_phase:  # once per token: on the first layer's diagonal
+            es[0] = es[0] * complex(np.cos(self.global_phase), np.sin(self.global_phase))
+        return torch.stack(us, 1), torch.stack(es, 1)  # (H, L, n, 2, 2), (H, L, D)
 
 
 def _per_head(g: Gate, w: Tensor, dtype: torch.dtype, h: int) -> Tensor:
