@@ -4,9 +4,11 @@ One training step of ONE quantum memory (H=1, default cell ``CellConfig(qubits=n
 of T tokens, K=2 learned-basis readouts of the final state, loss = their sum, ``backward()`` for
 the input angles θ, the mixing weights and the basis weights. Methods:
 
-* ``engine``: ``SequenceEngine`` fused scan, states stored for backward (complex64);
-* ``adjoint``: the same with unitary-adjoint backpropagation (states recomputed backwards,
-  memory independent of T; ``anchor_every=0``);
+* ``fused``: ``SequenceEngine`` default on CPU (``kernel="fused"``): the numba product-form kernel,
+  O(n·2^n) per token, adjoint backward (memory independent of T), complex64;
+* ``engine``: ``SequenceEngine(kernel="dense")``: mixing fused into one 2^n×2^n unitary, one batched
+  matmul per token, states stored for backward (complex64);
+* ``adjoint``: the dense kernel with unitary-adjoint backpropagation (``adjoint=True``);
 * ``naive``: every gate of every token applied one by one in plain torch autograd
   (``run_reference``), the straightforward way;
 * ``pennylane``: PennyLane ``default.qubit``, torch interface, backprop, parameter broadcasting
@@ -21,7 +23,9 @@ Every point runs in a fresh subprocess, so ``peak MiB`` (high-water RSS above th
 the first step) is that point's own. Points whose estimated time exceeds ``--budget`` seconds are
 reported as skipped with the estimate. ``roofline`` = achieved GFLOP/s (engine: 24·D² real FLOPs
 per sample-step: 8·D² forward, 16·D² backward) over the measured complex64 batched-matmul rate at
-the same (B, D) on this machine and thread count.
+the same (B, D) on this machine and thread count. For ``fused`` the same 24·D² count gives its
+dense-equivalent rate (above 100%: faster than any dense-unitary engine could be here); its own
+work is about (58n + 48)·D real FLOPs per sample-step, reported as GFLOP/s.
 
 Run:  python benchmarks/engine_scale.py --threads 2 [--quick] [--out rows.json]
 """
@@ -35,23 +39,26 @@ import subprocess
 import sys
 import time
 
-METHODS = ("engine", "adjoint", "naive", "pennylane", "qnn", "lstm")
+METHODS = ("fused", "engine", "adjoint", "naive", "pennylane", "qnn", "lstm")
 
 
 def grid(quick: bool) -> list[tuple[str, int, int, int]]:
     """(method, n, T, B) points of the table."""
     pts = []
-    ns, ts = ((4, 6, 8), (64, 784)) if quick else ((4, 6, 8, 10, 12), (64, 784, 4096))
+    ns, ts = ((4, 6, 8), (64, 784)) if quick else ((4, 6, 8, 10, 12, 14), (64, 784, 4096))
     for n in ns:
         for t in ts:
-            pts += [("engine", n, t, 64), ("lstm", n, t, 64)]
+            pts.append(("fused", n, t, 64))
+            if n <= 12:
+                pts += [("engine", n, t, 64), ("lstm", n, t, 64)]
             if n <= 10:
                 pts.append(("adjoint", n, t, 64))
             if t == 64 or (t == 784 and n in (4, 8)):
                 pts.append(("naive", n, t, 64))
-        pts.append(("pennylane", n, 784, 64))
-    pts += [("engine", 6, 784, 256), ("adjoint", 6, 784, 256), ("qnn", 4, 16, 2),
-            ("engine", 4, 16, 64)]
+        if n <= 12:
+            pts.append(("pennylane", n, 784, 64))
+    pts += [("fused", 6, 784, 256), ("engine", 6, 784, 256), ("adjoint", 6, 784, 256),
+            ("qnn", 4, 16, 2), ("fused", 4, 16, 64), ("engine", 4, 16, 64)]
     return pts
 
 
@@ -60,6 +67,7 @@ def estimate(m: str, n: int, t: int, b: int) -> float:
     to skip hopeless points; it errs on the slow side)."""
     d = 2**n
     per_sample_step = {
+        "fused": 1e-6 + 1e-8 * n * d,  # O(n·D) butterflies, ~5 GFLOP/s-equivalent per core
         "engine": 2.5e-6 + 9e-10 * d * d,  # overhead + ~24·D² FLOPs at ~25 GFLOP/s
         "adjoint": 2.5e-6 + 9e-10 * d * d,
         "naive": 1.7e-3 * max(1.0, d / 256),  # per-gate kernel overhead dominates
@@ -90,7 +98,7 @@ def one(m: str, n: int, t: int, b: int, threads: int) -> dict:
 
     torch.set_num_threads(threads)
     g = torch.Generator().manual_seed(0)
-    if m in ("engine", "adjoint", "naive"):
+    if m in ("fused", "engine", "adjoint", "naive"):
         from qlam_qiskit.backends.reference import run_reference
         from qlam_qiskit.backends.statevector import ReadoutEngine, SequenceEngine
         from qlam_qiskit.circuits.cell import CellConfig, init_circuit, qlam_cell
@@ -98,7 +106,8 @@ def one(m: str, n: int, t: int, b: int, threads: int) -> dict:
 
         cfg = CellConfig(qubits=n)
         cell, init = qlam_cell(cfg), init_circuit(n)
-        eng = SequenceEngine(cell, init, adjoint=m == "adjoint")
+        eng = SequenceEngine(cell, init, kernel="fused" if m == "fused" else "dense",
+                             adjoint=m == "adjoint")
         ro = ReadoutEngine(qlam_readout(n, 2, pairs=cfg.entangling_pairs))
         theta = (torch.rand(t, 1, b, cfg.num_inputs, generator=g) * 2 * np.pi).requires_grad_()
         w = (0.3 * torch.randn(1, cfg.num_weights, generator=g)).requires_grad_()
@@ -239,10 +248,10 @@ def main(argv=None) -> int:
             print(f"{m:9s} n={n:2d} T={t:5d} B={b:3d}  skipped ({why})", flush=True)
             continue
         row = json.loads(res.stdout.strip().splitlines()[-1])
-        if m in ("engine", "adjoint"):
+        if m in ("fused", "engine", "adjoint"):
             d = 2**n
             achieved = row["rate"] * 24 * d * d / 1e9
-            row["gflops"] = achieved
+            row["gflops"] = row["rate"] * (58 * n + 48) * d / 1e9 if m == "fused" else achieved
             row["roofline"] = achieved / matmul_rate(b, d, a.threads)
         rows.append(row)
         extra = f"  {row['gflops']:.1f} GFLOP/s = {row['roofline']:.0%} of matmul" \
@@ -278,17 +287,20 @@ def _summary(rows: list[dict]) -> None:
         if a in by and b in by:
             print(f"{label}: {by[a]['rate'] / by[b]['rate']:,.1f}x")
 
-    ratio(("engine", 4, 16, 64), ("qnn", 4, 16, 2), "engine vs EstimatorQNN+TorchConnector, n=4 T=16 "
-          "(per training sample)")
+    for m in ("fused", "engine"):
+        ratio((m, 4, 16, 64), ("qnn", 4, 16, 2), f"{m} vs EstimatorQNN+TorchConnector, n=4 T=16 "
+              "(per training sample)")
     for n in (4, 8):
+        ratio(("fused", n, 784, 64), ("pennylane", n, 784, 64), f"fused vs PennyLane backprop, "
+              f"n={n} T=784 B=64")
         ratio(("engine", n, 784, 64), ("pennylane", n, 784, 64), f"engine vs PennyLane backprop, "
               f"n={n} T=784 B=64")
         ratio(("adjoint", n, 784, 64), ("pennylane", n, 784, 64), f"adjoint vs PennyLane backprop, "
               f"n={n} T=784 B=64")
-    for m in ("engine", "adjoint"):
+    for m in ("fused", "engine", "adjoint"):
         if (m, 6, 784, 256) in by:
             print(f"{m} n=6 T=784 B=256: {by[(m, 6, 784, 256)]['rate']:,.0f} sample-steps/s")
-    for m in ("engine", "adjoint"):
+    for m in ("fused", "engine", "adjoint"):
         a, b = by.get((m, 8, 784, 64)), by.get((m, 8, 4096, 64))
         if a and b:
             print(f"{m} peak memory n=8 B=64: T=784 {a['peak_mib']:.1f} MiB, T=4096 "

@@ -56,7 +56,7 @@ class ProductForm:
 
     def unitaries(self, w: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
         """Weights w (H, P) -> one-qubit unitaries U (H, L, n, 2, 2) and diagonals e (H, L, D)."""
-        h, n, d = w.shape[0], self.num_qubits, 2**self.num_qubits
+        h, d = w.shape[0], 2**self.num_qubits
         eye = torch.eye(2, dtype=dtype, device=w.device)
         idx = torch.arange(d, device=w.device)
         us, es = [], []
