@@ -49,17 +49,26 @@ def test_unknown_kernel_refused():
 
 
 def _case(cfg: CellConfig, t: int, h: int, b: int, dtype: torch.dtype, seed: int = 0):
-    """Random α, U, e of a cell's product form and a random normalized ψ0, all requiring grad."""
+    """Arguments of ``product_scan`` for a cell: ψ0 (random, normalized), θ, A, o, qubits, phases,
+    U, e; the differentiable ones (ψ0, θ, o, U, e) require grad."""
     real = torch.float64 if dtype == torch.complex128 else torch.float32
     g = torch.Generator().manual_seed(seed)
     form = product_form(_program(cfg))
     theta = torch.rand(t, h, b, cfg.num_inputs, generator=g, dtype=torch.float64) * 6.3
     w = torch.randn(h, cfg.num_weights, generator=g, dtype=torch.float64)
-    alpha = form.alphas(theta, w).to(real)
+    a_in, off, qubits, local = form.inputs(w)
     u, e = form.unitaries(w, torch.complex128)
     psi0 = torch.randn(h, b, 2**cfg.qubits, generator=g, dtype=torch.complex128)
     psi0 = psi0 / psi0.norm(dim=-1, keepdim=True)
-    return [x.to(dtype if x.is_complex() else real).requires_grad_() for x in (psi0, alpha, u, e)]
+    args = [psi0, theta, a_in, off, qubits, local, u, e]
+    args = [x if x.dtype == torch.int64 else x.to(dtype if x.is_complex() else real) for x in args]
+    for i in DIFF:
+        args[i].requires_grad_()
+    return args
+
+
+DIFF = (0, 1, 3, 6, 7)  # ψ0, θ, o, U, e
+NAMES = ("states", "dψ0", "dθ", "do", "dU", "de")
 
 
 def _value_and_grads(fn, args, all_states, **kw):
@@ -67,7 +76,7 @@ def _value_and_grads(fn, args, all_states, **kw):
     g = torch.Generator().manual_seed(7)
     wr = torch.randn(out.shape, generator=g, dtype=torch.float64).to(out.real.dtype)
     loss = (out.real * wr).sum() + (out.abs() ** 2 * wr).sum()
-    return [out.detach()] + list(torch.autograd.grad(loss, args))
+    return [out.detach()] + list(torch.autograd.grad(loss, [args[i] for i in DIFF]))
 
 
 @pytest.mark.parametrize("all_states", [True, False], ids=["all", "last"])
@@ -78,10 +87,13 @@ def _value_and_grads(fn, args, all_states, **kw):
 def test_fused_kernel_matches_reference_values_and_gradients(cfg, dtype, tol, all_states):
     args = _case(cfg, 9, 2, 5, dtype)  # 5 samples per head: lanes do not divide the batch evenly
     got = _value_and_grads(kernels.product_scan, args, all_states)
-    ref_args = [a.detach().to(torch.complex128 if a.is_complex() else torch.float64)
-                .requires_grad_() for a in args]
+    ref_args = [a.detach() if a.dtype == torch.int64 else
+                a.detach().to(torch.complex128 if a.is_complex() else torch.float64)
+                for a in args]
+    for i in DIFF:
+        ref_args[i].requires_grad_()
     want = _value_and_grads(product_scan_ref, ref_args, all_states)
-    for name, a, b in zip(["states", "dψ0", "dα", "dU", "de"], got, want):
+    for name, a, b in zip(NAMES, got, want):
         scale = max(1.0, b.abs().max().item())
         err = (a.to(b.dtype) - b).abs().max().item()
         assert err < tol * scale, f"{name}: {err:.2e}"
@@ -110,16 +122,16 @@ def _saved_bytes(fn) -> int:
 
 
 def test_last_state_mode_saves_no_per_token_states():
-    """Memory independent of T: beyond the inputs α (T·H·B·2n reals), nothing grows with T."""
+    """Memory independent of T: beyond the inputs θ themselves, nothing saved grows with T."""
     cfg = CellConfig(qubits=6)
     sizes = {}
     for t in (16, 64):
-        psi0, alpha, u, e = _case(cfg, t, 1, 4, torch.complex64)
-        sizes[t] = _saved_bytes(lambda: kernels.product_scan(psi0, alpha, u, e, all_states=False))
-        sizes[t] -= alpha.numel() * alpha.element_size()
+        args = _case(cfg, t, 1, 4, torch.complex64)
+        sizes[t] = _saved_bytes(lambda: kernels.product_scan(*args, all_states=False))
+        sizes[t] -= args[1].numel() * args[1].element_size()
     assert sizes[16] == sizes[64]
-    psi0, alpha, u, e = _case(cfg, 64, 1, 4, torch.complex64)
-    states = _saved_bytes(lambda: kernels.product_scan(psi0, alpha, u, e, all_states=True))
+    args = _case(cfg, 64, 1, 4, torch.complex64)
+    states = _saved_bytes(lambda: kernels.product_scan(*args, all_states=True))
     assert states >= 64 * 4 * 2**6 * 8  # the all-states mode does keep every state
 
 

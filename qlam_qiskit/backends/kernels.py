@@ -34,17 +34,31 @@ if numba is not None:
     # butterfly, phase and diagonal is a loop over contiguous lanes (SIMD) for any qubit.
 
     @_jit
-    def _factors(al, t, s0, nl, fr, fi, cs):  # pragma: no cover - compiled
-        """f[i, s] = exp(i Σ_q α[t, q, bit_q(i), s0 + s]) for α (T, n, 2, S), into fr, fi (D, lanes);
+    def _angles(theta, t, s0, nl, a_in, off_h, gq, loc, al):  # pragma: no cover - compiled
+        """Per-qubit phase angles al (n, 2, lanes) of token t: gate g adds
+        (off_h[g] + a_in[g] · θ[t, s]) · loc[g] to al[gq[g]]."""
+        al[:, :, :nl] = 0.0
+        for g in range(a_in.shape[0]):
+            q, l0, l1 = gq[g], loc[g, 0], loc[g, 1]
+            for s in range(nl):
+                ang = off_h[g]
+                for j in range(a_in.shape[1]):
+                    ang += a_in[g, j] * theta[t, s0 + s, j]
+                al[q, 0, s] += ang * l0
+                al[q, 1, s] += ang * l1
+
+    @_jit
+    def _factors(al, nl, fr, fi, cs):  # pragma: no cover - compiled
+        """f[i, s] = exp(i Σ_q al[q, bit_q(i), s]) for al (n, 2, lanes), into fr, fi (D, lanes);
         cs (4, lanes) is scratch for one qubit's cos/sin."""
-        n = al.shape[1]
+        n = al.shape[0]
         for s in range(nl):
             fr[0, s] = 1.0
             fi[0, s] = 0.0
         size = 1
         for q in range(n):
             for s in range(nl):
-                a0, a1 = al[t, q, 0, s0 + s], al[t, q, 1, s0 + s]
+                a0, a1 = al[q, 0, s], al[q, 1, s]
                 cs[0, s], cs[1, s], cs[2, s], cs[3, s] = np.cos(a0), np.sin(a0), np.cos(a1), np.sin(a1)
             for j in range(size):
                 for s in range(nl):
@@ -144,25 +158,29 @@ if numba is not None:
                 dst[s0 + s, i] = src_r[i, s] + 1j * src_i[i, s]
 
     @njit(parallel=True, cache=True, fastmath=True)
-    def _forward(psi0, alpha, u, e, nb, lanes, keep, every):  # pragma: no cover - compiled
-        """psi0 (S, D), alpha (T, n, 2, S), u (H, L, n, 2, 2), e (H, L, D); S = H·nb samples,
-        run in tasks of ``lanes`` samples of one head. Returns ψ_T (S, D); when every > 0 the
-        state after token t goes to keep[(t+1)//every - 1] whenever (t+1) % every == 0."""
+    def _forward(psi0, theta, a_in, off, gq, loc, u, e, nb, lanes, keep,
+                 every):  # pragma: no cover - compiled
+        """psi0 (S, D), θ (T, S, m), input map a_in (G, m), offsets off (H, G), gate qubits gq (G,),
+        phases per unit angle loc (G, 2), u (H, L, n, 2, 2), e (H, L, D); S = H·nb samples, run
+        in tasks of ``lanes`` samples of one head. Returns ψ_T (S, D); when every > 0 the state
+        after token t goes to keep[(t+1)//every - 1] whenever (t+1) % every == 0."""
         s_len, d = psi0.shape
-        t_len, n = alpha.shape[0], alpha.shape[1]
-        n_lay = u.shape[1]
+        t_len = theta.shape[0]
+        n_lay, n = u.shape[1], u.shape[2]
         per_head = (nb + lanes - 1) // lanes
         out = np.empty_like(psi0)
         for task in prange((s_len // nb) * per_head):
             h = task // per_head
             s0 = h * nb + (task % per_head) * lanes
             nl = min(lanes, h * nb + nb - s0)
-            xr = np.empty((d, lanes), dtype=alpha.dtype)
+            xr = np.empty((d, lanes), dtype=theta.dtype)
             xi, fr, fi = np.empty_like(xr), np.empty_like(xr), np.empty_like(xr)
-            cs = np.empty((4, lanes), dtype=alpha.dtype)
+            cs = np.empty((4, lanes), dtype=theta.dtype)
+            al = np.empty((n, 2, lanes), dtype=theta.dtype)
             _load(xr, xi, psi0, s0, nl)
             for t in range(t_len):
-                _factors(alpha, t, s0, nl, fr, fi, cs)
+                _angles(theta, t, s0, nl, a_in, off[h], gq, loc, al)
+                _factors(al, nl, fr, fi, cs)
                 _mul(xr, xi, fr, fi, nl, False)
                 for lay in range(n_lay):
                     for q in range(n):
@@ -180,34 +198,37 @@ if numba is not None:
         return out
 
     @njit(parallel=True, cache=True, fastmath=True)
-    def _backward(psi_t, g_t, g_all, alpha, u, e, nb, lanes, keep, every):  # pragma: no cover
+    def _backward(psi_t, g_t, g_all, theta, a_in, off, gq, loc, u, e, nb, lanes, keep,
+                  every):  # pragma: no cover - compiled
         """Adjoint walk from ψ_T (S, D) and dL/dψ_T (S, D), adding dL/dψ_t from g_all (T, S, D)
-        when it is not empty. Returns dL/dψ0 (S, D), dL/dα (T, n, 2, S), and per-task dL/dU
-        (tasks, L, n, 2, 2) and dL/de (tasks, L, D), to be summed per head."""
+        when it is not empty. Returns dL/dψ0 (S, D), dL/dθ (T, S, m), and per-task dL/d(offsets)
+        (tasks, G), dL/dU (tasks, L, n, 2, 2) and dL/de (tasks, L, D), to be summed per head."""
         s_len, d = psi_t.shape
-        t_len, n = alpha.shape[0], alpha.shape[1]
-        n_lay = u.shape[1]
+        t_len = theta.shape[0]
+        n_lay, n = u.shape[1], u.shape[2]
+        n_gate = a_in.shape[0]
         has_all = g_all.shape[0] > 0
         per_head = (nb + lanes - 1) // lanes
         n_task = (s_len // nb) * per_head
         g_psi0 = np.empty_like(psi_t)
-        g_alpha = np.zeros_like(alpha)
+        g_theta = np.zeros_like(theta)
+        g_off = np.zeros((n_task, n_gate), dtype=np.float64)
         g_u = np.zeros((n_task,) + u.shape[1:], dtype=np.complex128)
         g_e = np.zeros((n_task, n_lay, d), dtype=np.complex128)
         for task in prange(n_task):
             h = task // per_head
             s0 = h * nb + (task % per_head) * lanes
             nl = min(lanes, h * nb + nb - s0)
-            xr = np.empty((d, lanes), dtype=alpha.dtype)
+            xr = np.empty((d, lanes), dtype=theta.dtype)
             xi, gr, gi = np.empty_like(xr), np.empty_like(xr), np.empty_like(xr)
             fr, fi, tr, ti = np.empty_like(xr), np.empty_like(xr), np.empty_like(xr), np.empty_like(xr)
-            cs = np.empty((4, lanes), dtype=alpha.dtype)
+            cs = np.empty((4, lanes), dtype=theta.dtype)
+            al = np.empty((n, 2, lanes), dtype=theta.dtype)
+            g_al = np.empty((n, 2, lanes), dtype=theta.dtype)
+            bacc = np.empty((8, lanes), dtype=theta.dtype)
             _load(xr, xi, psi_t, s0, nl)
             _load(gr, gi, g_t, s0, nl)
-            gu, ge = g_u[task], g_e[task]
-            bacc = np.empty((8, lanes), dtype=alpha.dtype)
-            acc0 = np.empty(lanes, dtype=alpha.dtype)
-            acc1 = np.empty(lanes, dtype=alpha.dtype)
+            gu, ge, go = g_u[task], g_e[task], g_off[task]
             for t in range(t_len - 1, -1, -1):
                 if has_all:
                     _load(tr, ti, g_all[t], s0, nl)
@@ -235,26 +256,31 @@ if numba is not None:
                 for i in range(d):
                     for s in range(nl):
                         tr[i, s] = gi[i, s] * xr[i, s] - gr[i, s] * xi[i, s]
+                g_al[:, :, :nl] = 0.0
                 for q in range(n):
                     step = 1 << q
-                    for s in range(nl):
-                        acc0[s] = 0.0
-                        acc1[s] = 0.0
                     for base in range(0, d, 2 * step):
                         for j in range(base, base + step):
                             for s in range(nl):
-                                acc0[s] += tr[j, s]
-                                acc1[s] += tr[j + step, s]
+                                g_al[q, 0, s] += tr[j, s]
+                                g_al[q, 1, s] += tr[j + step, s]
+                for g in range(n_gate):  # back through angle_g = off[h, g] + a_in[g] · θ
+                    q, l0, l1 = gq[g], loc[g, 0], loc[g, 1]
+                    tot = 0.0
                     for s in range(nl):
-                        g_alpha[t, q, 0, s0 + s] = acc0[s]
-                        g_alpha[t, q, 1, s0 + s] = acc1[s]
-                _factors(alpha, t, s0, nl, fr, fi, cs)
+                        ga = g_al[q, 0, s] * l0 + g_al[q, 1, s] * l1
+                        tot += ga
+                        for j in range(a_in.shape[1]):
+                            g_theta[t, s0 + s, j] += a_in[g, j] * ga
+                    go[g] += tot
+                _angles(theta, t, s0, nl, a_in, off[h], gq, loc, al)
+                _factors(al, nl, fr, fi, cs)
                 _mul(xr, xi, fr, fi, nl, True)
                 _mul(gr, gi, fr, fi, nl, True)
                 if every > 0 and t % every == 0 and t > 0:
                     _load(xr, xi, keep[t // every - 1], s0, nl)  # stored ψ_{t-1}: restart exactly
             _store(g_psi0, gr, gi, s0, nl)
-        return g_psi0, g_alpha, g_u, g_e
+        return g_psi0, g_theta, g_off, g_u, g_e
 
 
 def _np(t: Tensor) -> np.ndarray:
@@ -273,52 +299,60 @@ def _lanes(h: int, b: int, d: int) -> int:
 
 class _ProductScan(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, psi0: Tensor, alpha: Tensor, u: Tensor, e: Tensor, all_states: bool,
-                anchor_every: int) -> Tensor:
+    def forward(ctx, psi0: Tensor, theta: Tensor, a_in: Tensor, off: Tensor, gq: Tensor,
+                loc: Tensor, u: Tensor, e: Tensor, all_states: bool, anchor_every: int) -> Tensor:
         h, b, d = psi0.shape
-        t_len = alpha.shape[0]
+        t_len = theta.shape[0]
         every = 1 if all_states else anchor_every
         lanes = _lanes(h, b, d)
         keep = torch.empty((t_len // every if every else 0, h * b, d), dtype=psi0.dtype)
-        a = alpha.reshape(t_len, h * b, -1).transpose(1, 2).reshape(t_len, -1, 2, h * b)
-        last = _forward(_np(psi0.reshape(h * b, d)), _np(a), _np(u), _np(e), b, lanes,
-                        keep.numpy(), every)
+        consts = (_np(a_in), _np(off), _np(gq), _np(loc), _np(u), _np(e))
+        last = _forward(_np(psi0.reshape(h * b, d)), _np(theta.reshape(t_len, h * b, -1)),
+                        *consts, b, lanes, keep.numpy(), every)
         last = torch.from_numpy(last).view(h, b, d)
         ctx.every, ctx.all_states, ctx.lanes = every, all_states, lanes
-        ctx.save_for_backward(a, u, e, last, keep)
+        ctx.save_for_backward(theta, a_in, off, gq, loc, u, e, last, keep)
         return keep.view(t_len, h, b, d) if all_states else last
 
     @staticmethod
     def backward(ctx, g_out: Tensor):
-        a, u, e, last, keep = ctx.saved_tensors  # a: α as (T, n, 2, H·B)
+        theta, a_in, off, gq, loc, u, e, last, keep = ctx.saved_tensors
         h, b, d = last.shape
-        t_len = a.shape[0]
+        t_len = theta.shape[0]
         if ctx.all_states:
             g_last = torch.zeros(h * b, d, dtype=last.dtype)
             g_all = g_out.reshape(t_len, h * b, d)
         else:
             g_last = g_out.reshape(h * b, d)
             g_all = torch.empty(0, h * b, d, dtype=last.dtype)
-        g0, ga, gu, ge = _backward(_np(last.reshape(h * b, d)), _np(g_last), _np(g_all), _np(a),
-                                   _np(u), _np(e), b, ctx.lanes, keep.numpy(), ctx.every)
-        ga = torch.from_numpy(ga).view(t_len, -1, h, b).permute(0, 2, 3, 1)  # (T, H, B, 2n)
+        g0, g_th, g_off, gu, ge = _backward(
+            _np(last.reshape(h * b, d)), _np(g_last), _np(g_all), _np(theta.reshape(t_len, h * b, -1)),
+            _np(a_in), _np(off), _np(gq), _np(loc), _np(u), _np(e), b, ctx.lanes, keep.numpy(),
+            ctx.every)
+        g_off = torch.from_numpy(g_off).view(h, -1, off.shape[-1]).sum(1).to(off.dtype)
         gu = torch.from_numpy(gu).view(h, -1, *u.shape[1:]).sum(1).to(u.dtype)
         ge = torch.from_numpy(ge).view(h, -1, *e.shape[1:]).sum(1).to(e.dtype)
-        return (torch.from_numpy(g0).view(h, b, d), ga.reshape(t_len, h, b, -1, 2), gu, ge,
-                None, None)
+        return (torch.from_numpy(g0).view(h, b, d), torch.from_numpy(g_th).view(theta.shape),
+                None, g_off, None, None, gu, ge, None, None)
 
 
-def product_scan(psi0: Tensor, alpha: Tensor, u: Tensor, e: Tensor, *, all_states: bool = True,
+def product_scan(psi0: Tensor, theta: Tensor, a_in: Tensor, off: Tensor, qubits: Tensor,
+                 local: Tensor, u: Tensor, e: Tensor, *, all_states: bool = True,
                  anchor_every: int = 0) -> Tensor:
-    """Fused CPU scan: ψ0 (H, B, D), α (T, H, B, n, 2), U (H, L, n, 2, 2), e (H, L, D) ->
+    """Fused CPU scan: ψ0 (H, B, D), inputs θ (T, H, B, m), input map A (G, m) and offsets
+    o (H, G) giving the angles θ Aᵀ + o of G one-qubit diagonal gates on ``qubits`` (G,) with
+    phases per unit angle ``local`` (G, 2); U (H, L, n, 2, 2), e (H, L, D) ->
     states (T, H, B, D), or the last (H, B, D) with backward in memory independent of T.
 
-    Same function as ``product.product_scan_ref``; ``anchor_every`` k > 0 keeps every k-th state
-    in last-state mode so the backward walk restarts from it (bounds round-off drift)."""
+    The same function as ``product.product_scan_ref``. Differentiable in ψ0, θ, o, U and e.
+    ``anchor_every`` k > 0 keeps every k-th state in last-state mode so the backward walk restarts
+    from it (bounds round-off drift)."""
     if numba is None:
         raise RuntimeError("the fused kernel needs numba: pip install numba")
     numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
     real = torch.float64 if psi0.dtype == torch.complex128 else torch.float32
-    return _ProductScan.apply(psi0.contiguous(), alpha.to(real).contiguous(),
+    return _ProductScan.apply(psi0.contiguous(), theta.to(real).contiguous(),
+                              a_in.to(real).contiguous(), off.to(real).contiguous(),
+                              qubits.to(torch.int64).contiguous(), local.to(real).contiguous(),
                               u.to(psi0.dtype).contiguous(), e.to(psi0.dtype).contiguous(),
                               all_states, anchor_every)

@@ -35,7 +35,8 @@ class ProductForm:
     num_qubits: int
     a_in: np.ndarray  # (G, m): input angles = θ @ a_inᵀ + offsets(w)
     input_gates: tuple[Gate, ...]  # the G one-qubit diagonal input gates
-    to_qubits: np.ndarray  # (G, n, 2): gate g adds angle_g · to_qubits[g, q, bit] to α[q, bit]
+    qubits: np.ndarray  # (G,): the qubit of gate g
+    local: np.ndarray  # (G, 2): gate g's phase on |0>, |1> per unit angle
     layers: tuple[tuple[tuple[tuple[Gate, ...], ...], tuple[Gate, ...]], ...]
     """Per layer: (one-qubit gates per qubit, in order; diagonal gates applied after them)."""
     global_phase: float
@@ -45,14 +46,13 @@ class ProductForm:
         """Number of product layers L."""
         return len(self.layers)
 
-    def alphas(self, theta: Tensor, w: Tensor) -> Tensor:
-        """θ (T, H, B, m), w (H, P) -> per-qubit input phases α (T, H, B, n, 2), real."""
-        q = torch.as_tensor(self.to_qubits.reshape(len(self.input_gates), -1), dtype=theta.dtype,
-                            device=theta.device)  # (G, 2n)
-        a_in = torch.as_tensor(self.a_in, dtype=theta.dtype, device=theta.device)  # (G, m)
+    def inputs(self, w: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Input map A (G, m), offsets o (H, G) for weights w (H, P), gate qubits (G,) and
+        phases per unit angle (G, 2): gate g turns by θ Aᵀ + o on its qubit."""
+        a_in = torch.as_tensor(self.a_in, dtype=w.dtype, device=w.device)
         off = torch.stack([gate_angles(g, None, w)[0] for g in self.input_gates], -1)  # (H, G)
-        alpha = theta @ (a_in.T @ q) + (off.to(theta.dtype) @ q)[:, None, :]  # (T, H, B, 2n)
-        return alpha.unflatten(-1, (self.num_qubits, 2))
+        return (a_in, off, torch.as_tensor(self.qubits, device=w.device),
+                torch.as_tensor(self.local, dtype=w.dtype, device=w.device))
 
     def unitaries(self, w: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
         """Weights w (H, P) -> one-qubit unitaries U (H, L, n, 2, 2) and diagonals e (H, L, D)."""
@@ -95,14 +95,11 @@ def product_form(program: "CircuitProgram") -> ProductForm | None:
     if any(len(g.qubits) != 1 or len(g.a_in) != 1 for g in diag.gates):
         return None
     _, qubits, local = program._patterns[0]
-    to_q = np.zeros((len(diag.gates), n, 2))
-    for g, (q, loc) in enumerate(zip(qubits, local.numpy())):
-        to_q[g, q] = loc
     layers = _layers(fixed.gates, n)
     if layers is None:
         return None
-    return ProductForm(n, np.stack([g.a_in[0] for g in diag.gates]), diag.gates, to_q,
-                       layers, program.global_phase)
+    return ProductForm(n, np.stack([g.a_in[0] for g in diag.gates]), diag.gates,
+                       np.array(qubits), local.numpy(), layers, program.global_phase)
 
 
 def _layers(gates: tuple[Gate, ...], n: int):
@@ -140,6 +137,16 @@ def input_factors(alpha: Tensor, dtype: torch.dtype) -> Tensor:
     return f
 
 
+def input_angles(theta: Tensor, a_in: Tensor, off: Tensor, qubits: Tensor, local: Tensor,
+                 n: int) -> Tensor:
+    """θ (T, H, B, m) -> per-qubit phase angles α (T, H, B, n, 2): Σ over the gates on each qubit
+    of (θ Aᵀ + o) times their phases per unit angle."""
+    ang = theta @ a_in.T.to(theta.dtype) + off[:, None, :].to(theta.dtype)  # (T, H, B, G)
+    to_q = torch.zeros(len(qubits), n, 2, dtype=theta.dtype, device=theta.device)
+    to_q[torch.arange(len(qubits)), qubits.long()] = local.to(theta.dtype)  # (G, n, 2)
+    return (ang @ to_q.flatten(1)).unflatten(-1, (n, 2))
+
+
 def product_step(psi: Tensor, alpha_t: Tensor, u: Tensor, e: Tensor) -> Tensor:
     """One token in plain autograd: ψ (H, B, D), α_t (H, B, n, 2), U (H, L, n, 2, 2), e (H, L, D)."""
     h, b, d = psi.shape
@@ -153,11 +160,13 @@ def product_step(psi: Tensor, alpha_t: Tensor, u: Tensor, e: Tensor) -> Tensor:
     return x
 
 
-def product_scan_ref(psi0: Tensor, alpha: Tensor, u: Tensor, e: Tensor, *,
-                     all_states: bool = True) -> Tensor:
-    """Reference scan: ψ0 (H, B, D), α (T, H, B, n, 2) -> states (T, H, B, D) or the last (H, B, D)."""
+def product_scan_ref(psi0: Tensor, theta: Tensor, a_in: Tensor, off: Tensor, qubits: Tensor,
+                     local: Tensor, u: Tensor, e: Tensor, *, all_states: bool = True) -> Tensor:
+    """Reference scan, same arguments as ``kernels.product_scan``: ψ0 (H, B, D), θ (T, H, B, m)
+    -> states (T, H, B, D) or the last (H, B, D)."""
+    alpha = input_angles(theta, a_in, off, qubits, local, psi0.shape[-1].bit_length() - 1)
     psi, states = psi0, []
-    for a in alpha.unbind(0):
+    for a in alpha.unbind(0):  # (H, B, n, 2)
         psi = product_step(psi, a, u, e)
         if all_states:
             states.append(psi)

@@ -223,12 +223,12 @@ class SequenceEngine:
         psi = self.initial_state(h, b, theta.device) if psi0 is None else psi0.to(self.dtype)
         kernel = self.kernel_for(theta.device)
         if kernel in ("fused", "product"):
-            alpha = self.product.alphas(theta, w)  # (T, H, B, n, 2)
+            ins = self.product.inputs(w)  # A (G, m), o (H, G), qubits (G,), phases (G, 2)
             u, e = self.product.unitaries(w, self.dtype)  # (H, L, n, 2, 2), (H, L, D)
             if kernel == "fused":
-                return kernels.product_scan(psi, alpha, u, e, all_states=all_states,
+                return kernels.product_scan(psi, theta, *ins, u, e, all_states=all_states,
                                             anchor_every=self.anchor_every)
-            return product_scan_ref(psi, alpha, u, e, all_states=all_states)
+            return product_scan_ref(psi, theta, *ins, u, e, all_states=all_states)
         if kernel == "dense" and self.adjoint and not all_states:
             a_in, off, pattern, mt = self.cell.diag_fixed_parts(w, self.dtype)
             return adjoint_scan(psi, theta, a_in, off, pattern, mt,
