@@ -190,6 +190,9 @@ class SequenceEngine:
         """The kernel a run on ``device`` uses: fused, product, dense, or steps (gate segments)."""
         if not self.fast or self.cell.kinds != ["diag", "fixed"]:
             return "steps"
+        if self.kernel == "fused" and device.type != "cpu":
+            raise EngineError(f"kernel='fused' runs on the CPU; on {device.type} use "
+                              "kernel='dense' (or 'product' for wide memories)")
         if self.kernel != "auto":
             return self.kernel
         if self.product is None:

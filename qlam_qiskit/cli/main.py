@@ -79,6 +79,9 @@ def _check_device(device: str) -> None:
 @click.option("--entangler", type=click.Choice(["cz", "cx", "rzz"]))
 @click.option("--encoding", type=click.Choice(["rz", "rz_zz", "ry_rz"]))
 @click.option("--dtype", type=click.Choice(["complex64", "complex128"]))
+@click.option("--kernel", type=click.Choice(["auto", "fused", "dense", "product"]),
+              help="Statevector kernel: fused (numba, CPU), dense (2^n x 2^n unitary per token, "
+              "the GPU path), product (gate by gate in torch); auto picks (default).")
 @click.option("--position/--no-position", default=None,
               help="Add a learned position embedding to the tokens (default: the task preset).")
 @click.option("--epochs", type=click.IntRange(1), help="Training epochs.")

@@ -67,6 +67,10 @@ class ModelConfig:
     accumulated phases from wrapping early (0.3 beat 1.0 and 0.1 on validation). Default: 0.3."""
     dtype: str = "complex64"
     """Statevector precision: complex64 or complex128. Default: "complex64"."""
+    kernel: str = "auto"
+    """How the memories are simulated (``SequenceEngine``): auto, fused (numba CPU kernel), dense
+    (one 2^n×2^n unitary per token: the GPU path) or product (gate by gate in torch).
+    Default: "auto" (fused on CPU, dense on CUDA)."""
 
     def cell_config(self) -> CellConfig:
         return CellConfig(qubits=self.qubits, depth=self.depth, entanglement=self.entanglement,
@@ -79,7 +83,7 @@ class QLAMLayer(nn.Module):
     def __init__(self, d_in: int, d_out: int, *, heads: int = 1, cell: CellConfig = CellConfig(),
                  queries: int = 2, correlators: str = "pairs", readout: str = "all",
                  mix_init: float = 0.5, input_scale: float = 1.0,
-                 dtype: str = "complex64") -> None:
+                 dtype: str = "complex64", kernel: str = "auto") -> None:
         super().__init__()
         if readout not in ("all", "last"):
             raise ValueError(f"readout must be 'all' or 'last', got {readout!r}")
@@ -87,7 +91,8 @@ class QLAMLayer(nn.Module):
         self.cell_template = qlam_cell(cell)
         self.readout_template = qlam_readout(cell.qubits, queries, correlators=correlators,
                                              pairs=cell.entangling_pairs)
-        self.engine = SequenceEngine(self.cell_template, init_circuit(cell.qubits), dtype=dtype)
+        self.engine = SequenceEngine(self.cell_template, init_circuit(cell.qubits), dtype=dtype,
+                                     kernel=kernel)
         self.measure = ReadoutEngine(self.readout_template, dtype=dtype)
         m, p = cell.num_inputs, cell.num_weights
         self.proj = nn.Linear(d_in, heads * m)  # token -> per-head input angles
@@ -154,7 +159,7 @@ class QLAMClassifier(nn.Module):
         make = mixer or (lambda: QLAMLayer(
             d, d, heads=cfg.heads, cell=cfg.cell_config(), queries=cfg.queries,
             correlators=cfg.correlators, mix_init=cfg.mix_init, input_scale=cfg.input_scale,
-            dtype=cfg.dtype))
+            dtype=cfg.dtype, kernel=cfg.kernel))
         self.embed = nn.Linear(cfg.d_input, d)
         self.pos = nn.Parameter(torch.zeros(cfg.max_len, d)) if cfg.max_len else None
         self.blocks = nn.ModuleList(ResidualBlock(make(), d, cfg.dropout)
