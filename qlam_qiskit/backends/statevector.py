@@ -1,11 +1,12 @@
 """Exact, batched, differentiable statevector engine for QLAM templates (torch, CPU or CUDA).
 
-Built from the Qiskit cell template: fixed gate runs are fused into one 2^n×2^n unitary per forward
-pass, diagonal input runs become one phase per basis state computed for all tokens at once, and the
-time loop is then one elementwise product and one batched matmul per token (``scan.py``). H
-independent memories (heads) run side by side as a batch of unitaries. Tensors are time-major:
-inputs θ (T, H, B, m), states (T, H, B, D), so every per-token slice is contiguous.
-"""
+Built from the Qiskit cell template. A (diagonal input, fixed mixing) cell runs on one of three
+kernels: ``fused``, the numba CPU kernel on the cell's product form (``product.py``,
+``kernels.py``: O(n·2^n) per token, adjoint backward); ``dense``, the mixing block fused into one
+2^n×2^n unitary and one elementwise product plus one batched matmul per token (``scan.py``,
+``adjoint.py``); ``product``, the product form gate by gate in torch. Other cells run segment by
+segment. H independent memories (heads) run side by side. Tensors are time-major: inputs
+θ (T, H, B, m), states (T, H, B, D), so every per-token slice is contiguous."""
 
 from __future__ import annotations
 
