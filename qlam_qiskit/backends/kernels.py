@@ -6,6 +6,9 @@ in-place butterfly and every diagonal as a product, O(n·2^n) work with no 2^n×
 Backward walks back in time recomputing states by the inverse (unitary) updates, so memory does
 not grow with T; stored states (every token, or every k-th as anchors) restart the walk exactly.
 Samples run in parallel threads. ``product.product_scan_ref`` is the plain-autograd reference.
+No fastmath: every vectorized loop is elementwise over lanes (sums across lanes happen once, at
+the end), so results are bit-identical whether the kernel was just compiled or loaded from
+numba's cache (with fastmath they were not, and a run's first use gave other digits).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ def available() -> bool:
 
 
 if numba is not None:
-    _jit = njit(cache=True, fastmath=True, nogil=True)
+    _jit = njit(cache=True, nogil=True)
 
     # States live planar and batch-minor inside the kernel: xr, xi (D, lanes), so every
     # butterfly, phase and diagonal is a loop over contiguous lanes (SIMD) for any qubit.
@@ -157,7 +160,7 @@ if numba is not None:
             for i in range(src_r.shape[0]):
                 dst[s0 + s, i] = src_r[i, s] + 1j * src_i[i, s]
 
-    @njit(parallel=True, cache=True, fastmath=True)
+    @njit(parallel=True, cache=True)
     def _forward(psi0, theta, a_in, off, gq, loc, u, e, nb, lanes, keep,
                  every):  # pragma: no cover - compiled
         """psi0 (S, D), θ (T, S, m), input map a_in (G, m), offsets off (H, G), gate qubits gq (G,),
@@ -197,7 +200,7 @@ if numba is not None:
             _store(out, xr, xi, s0, nl)
         return out
 
-    @njit(parallel=True, cache=True, fastmath=True)
+    @njit(parallel=True, cache=True)
     def _backward(psi_t, g_t, g_all, theta, a_in, off, gq, loc, u, e, nb, lanes, keep,
                   every):  # pragma: no cover - compiled
         """Adjoint walk from ψ_T (S, D) and dL/dψ_T (S, D), adding dL/dψ_t from g_all (T, S, D)
@@ -229,6 +232,7 @@ if numba is not None:
             _load(xr, xi, psi_t, s0, nl)
             _load(gr, gi, g_t, s0, nl)
             gu, ge, go = g_u[task], g_e[task], g_off[task]
+            ge_l = np.zeros((n_lay, d, 2, lanes))  # dL/de per lane, summed over lanes at the end
             for t in range(t_len - 1, -1, -1):
                 if has_all:
                     _load(tr, ti, g_all[t], s0, nl)
@@ -240,16 +244,14 @@ if numba is not None:
                     el = e[h, lay]
                     for i in range(d):
                         er, ei = el[i].real, -el[i].imag  # conj e
-                        sr = si = xr[0, 0] * 0  # in the state's precision: vectorizes
                         for s in range(nl):
                             a, b = xr[i, s], xi[i, s]
                             zr, zi = a * er - b * ei, a * ei + b * er  # state before the diagonal
                             xr[i, s], xi[i, s] = zr, zi
                             c, dd = gr[i, s], gi[i, s]
-                            sr += c * zr + dd * zi  # g · conj(z)
-                            si += dd * zr - c * zi
+                            ge_l[lay, i, 0, s] += c * zr + dd * zi  # g · conj(z), per lane
+                            ge_l[lay, i, 1, s] += dd * zr - c * zi
                             gr[i, s], gi[i, s] = c * er - dd * ei, c * ei + dd * er
-                        ge[lay, i] += sr + 1j * si
                     for q in range(n - 1, -1, -1):
                         _butterfly_back(xr, xi, gr, gi, u[h, lay, q], q, nl, gu[lay, q], bacc)
                 # input phases: x = ψ_{t-1} ⊙ f_t; dL/dα[q, bit] = Σ_{bit_q(i) = bit} Im(g_i conj x_i)
@@ -279,6 +281,13 @@ if numba is not None:
                 _mul(gr, gi, fr, fi, nl, True)
                 if every > 0 and t % every == 0 and t > 0:
                     _load(xr, xi, keep[t // every - 1], s0, nl)  # stored ψ_{t-1}: restart exactly
+            for lay in range(n_lay):
+                for i in range(d):
+                    sr = si = 0.0
+                    for s in range(nl):
+                        sr += ge_l[lay, i, 0, s]
+                        si += ge_l[lay, i, 1, s]
+                    ge[lay, i] = sr + 1j * si
             _store(g_psi0, gr, gi, s0, nl)
         return g_psi0, g_theta, g_off, g_u, g_e
 
