@@ -143,7 +143,7 @@ def input_angles(theta: Tensor, a_in: Tensor, off: Tensor, qubits: Tensor, local
     of (θ Aᵀ + o) times their phases per unit angle."""
     ang = theta @ a_in.T.to(theta.dtype) + off[:, None, :].to(theta.dtype)  # (T, H, B, G)
     to_q = torch.zeros(len(qubits), n, 2, dtype=theta.dtype, device=theta.device)
-    to_q[torch.arange(len(qubits)), qubits.long()] = local.to(theta.dtype)  # (G, n, 2)
+    to_q[torch.arange(len(qubits), device=theta.device), qubits.long()] = local.to(theta.dtype)
     return (ang @ to_q.flatten(1)).unflatten(-1, (n, 2))
 
 
