@@ -32,6 +32,7 @@ roofline is that work rate over the same matmul rate; the summary also gives its
 the dense kernels at equal points.
 
 Run:  python benchmarks/engine_scale.py --threads 2 [--quick] [--out rows.json]
+On a GPU: python benchmarks/engine_scale.py --device cuda --methods engine,adjoint,lstm --quick
 """
 
 from __future__ import annotations
@@ -103,13 +104,16 @@ def _peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def one(m: str, n: int, t: int, b: int, threads: int) -> dict:
+def one(m: str, n: int, t: int, b: int, threads: int, device: str = "cpu") -> dict:
     """Time one method at one point in this process; return its row."""
     import numpy as np
     import torch
 
     torch.set_num_threads(threads)
     g = torch.Generator().manual_seed(0)
+    dev = torch.device(device)
+    if dev.type != "cpu" and m not in ("engine", "adjoint", "naive", "lstm"):
+        raise ValueError(f"{m} runs on the CPU only")
     if m in ("fused", "engine", "adjoint", "naive"):
         from qlam_qiskit.backends.reference import run_reference
         from qlam_qiskit.backends.statevector import ReadoutEngine, SequenceEngine
@@ -121,9 +125,11 @@ def one(m: str, n: int, t: int, b: int, threads: int) -> dict:
         eng = SequenceEngine(cell, init, kernel="fused" if m == "fused" else "dense",
                              adjoint=m == "adjoint")
         ro = ReadoutEngine(qlam_readout(n, 2, pairs=cfg.entangling_pairs))
-        theta = (torch.rand(t, 1, b, cfg.num_inputs, generator=g) * 2 * np.pi).requires_grad_()
-        w = (0.3 * torch.randn(1, cfg.num_weights, generator=g)).requires_grad_()
-        r = (0.3 * torch.randn(1, 6 * n, generator=g)).requires_grad_()
+        theta = (torch.rand(t, 1, b, cfg.num_inputs, generator=g) * 2 * np.pi).to(dev)
+        w = (0.3 * torch.randn(1, cfg.num_weights, generator=g)).to(dev)
+        r = (0.3 * torch.randn(1, 6 * n, generator=g)).to(dev)
+        for leaf in (theta, w, r):
+            leaf.requires_grad_()
 
         def step():
             theta.grad = w.grad = r.grad = None  # as optimizer.zero_grad(set_to_none=True)
@@ -131,8 +137,8 @@ def one(m: str, n: int, t: int, b: int, threads: int) -> dict:
                     else eng.run(theta, w, all_states=False))  # (1, B, D)
             ro(last, r).sum().backward()
     elif m == "lstm":
-        lstm = torch.nn.LSTM(n, 2 * 2**n)
-        x = torch.randn(t, b, n, generator=g).requires_grad_()
+        lstm = torch.nn.LSTM(n, 2 * 2**n).to(dev)
+        x = torch.randn(t, b, n, generator=g).to(dev).requires_grad_()
 
         def step():
             lstm(x)[1][0].sum().backward()
@@ -192,36 +198,48 @@ def one(m: str, n: int, t: int, b: int, threads: int) -> dict:
     else:
         raise ValueError(m)
 
-    base = _rss_mib()
-    t0 = time.perf_counter()
-    step()  # warmup, and the measurement when it is long
-    first = time.perf_counter() - t0
-    peak_first = _peak_mib() - base
-    times = [first] if first > 10 else []
-    while len(times) < 5 and sum(times) < 20:
+    def timed() -> float:
         t0 = time.perf_counter()
         step()
-        times.append(time.perf_counter() - t0)
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        return time.perf_counter() - t0
+
+    base = _rss_mib()
+    first = timed()  # warmup, and the measurement when it is long
+    peak_first = _peak_mib() - base
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    times = [first] if first > 10 else []
+    while len(times) < 5 and sum(times) < 20:
+        times.append(timed())
     sec = sorted(times)[len(times) // 2]
-    row = {"method": m, "n": n, "T": t, "B": b, "threads": threads, "seconds": sec,
-           "reps": len(times), "rate": b * t / sec, "peak_mib": peak_first,
+    row = {"method": m, "n": n, "T": t, "B": b, "threads": threads, "device": device,
+           "seconds": sec, "reps": len(times), "rate": b * t / sec, "peak_mib": peak_first,
            "process_peak_mib": _peak_mib()}
+    if dev.type == "cuda":  # device memory of a steady step: what grows with T on the GPU
+        row["cuda_peak_mib"] = torch.cuda.max_memory_allocated(dev) / 2**20
     return row
 
 
-def matmul_rate(b: int, d: int, threads: int) -> float:
-    """Measured complex64 batched-matmul GFLOP/s for (1, B, D) @ (1, D, D)."""
+def matmul_rate(b: int, d: int, threads: int, device: str = "cpu") -> float:
+    """Measured complex64 batched-matmul GFLOP/s for (1, B, D) @ (1, D, D) on ``device``."""
     import torch
 
     torch.set_num_threads(threads)
-    a = torch.randn(1, b, d, dtype=torch.complex64)
-    m = torch.randn(1, d, d, dtype=torch.complex64)
+    a = torch.randn(1, b, d, dtype=torch.complex64, device=device)
+    m = torch.randn(1, d, d, dtype=torch.complex64, device=device)
     out = torch.empty_like(a)
     reps = max(3, int(2e9 / (8 * b * d * d)))
+    if device != "cpu":
+        reps *= 50  # GPUs are ~50x faster: keep the timing well above launch noise
     torch.bmm(a, m, out=out)
+    sync = torch.cuda.synchronize if device != "cpu" else (lambda: None)
+    sync()
     t0 = time.perf_counter()
     for _ in range(reps):
         torch.bmm(a, m, out=out)
+    sync()
     return 8 * b * d * d * reps / (time.perf_counter() - t0) / 1e9
 
 
@@ -236,11 +254,14 @@ def main(argv=None) -> int:
                    help="skip points estimated to take longer than this many seconds per step")
     p.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset")
     p.add_argument("--out", help="also write the rows as JSON")
+    p.add_argument("--device", default="cpu",
+                   help="cpu (default) or cuda: the dense kernels and the LSTM on the GPU "
+                   "(fused, PennyLane and the QNN run on the CPU only and are skipped)")
     p.add_argument("--one", nargs=4, metavar=("METHOD", "N", "T", "B"), help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.one:
         m, n, t, b = a.one
-        print(json.dumps(one(m, int(n), int(t), int(b), a.threads)))
+        print(json.dumps(one(m, int(n), int(t), int(b), a.threads, a.device)))
         return 0
     want = set(a.methods.split(","))
     env = {**os.environ, "OMP_NUM_THREADS": str(a.threads), "MKL_NUM_THREADS": str(a.threads)}
@@ -255,7 +276,8 @@ def main(argv=None) -> int:
             rows.append({"method": m, "n": n, "T": t, "B": b, "skipped": f"est. {est:,.0f} s"})
             print(f"{m:9s} n={n:2d} T={t:5d} B={b:3d}  skipped (est. {est:,.0f} s/step)", flush=True)
             continue
-        res = subprocess.run([sys.executable, __file__, "--threads", str(a.threads), "--one", m,
+        res = subprocess.run([sys.executable, __file__, "--threads", str(a.threads),
+                              "--device", a.device, "--one", m,
                               str(n), str(t), str(b)], capture_output=True, text=True, env=env)
         if res.returncode:
             why = (res.stderr.strip().splitlines() or ["failed"])[-1][:120]
@@ -267,7 +289,7 @@ def main(argv=None) -> int:
             d = 2**n
             flops = (59 * n + 62) * d if m == "fused" else 24 * d * d  # per sample-step
             row["gflops"] = row["rate"] * flops / 1e9
-            row["roofline"] = row["gflops"] / matmul_rate(b, min(d, 4096), a.threads)
+            row["roofline"] = row["gflops"] / matmul_rate(b, min(d, 4096), a.threads, a.device)
         rows.append(row)
         extra = f"  {row['gflops']:.1f} GFLOP/s = {row['roofline']:.0%} of matmul" \
             if "roofline" in row else ""
