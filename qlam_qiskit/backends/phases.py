@@ -19,16 +19,22 @@ def phases_ref(ang: Tensor, pattern: Tensor) -> Tensor:
     return torch.polar(torch.ones_like(arg), arg)
 
 
+def kron_phases(alpha: Tensor) -> Tensor:
+    """Per-qubit phases α (..., n, 2) -> exp(i Σ_q α[q, bit_q(i)]) (..., 2^n), built as a
+    Kronecker product (qubit 0 least significant): n sin/cos per token instead of 2^n."""
+    f = torch.polar(torch.ones_like(alpha), alpha)  # (..., n, 2)
+    d = f[..., -1, :]  # most significant qubit first
+    for q in range(alpha.shape[-2] - 2, -1, -1):
+        d = (d[..., :, None] * f[..., q, None, :]).flatten(-2)  # (..., 2^(n-q))
+    return d
+
+
 def _kron_phases(ang: Tensor, qubits: tuple[int, ...], local: Tensor, n: int) -> Tensor:
     """exp(i · phases) built qubit by qubit: gate g on qubit qubits[g] adds ang_g·local[g, bit]."""
     arg = ang.new_zeros(ang.shape[:-1] + (n, 2))  # (..., n, 2): phase of |0>, |1> per qubit
     for g, q in enumerate(qubits):
         arg[..., q, :] += ang[..., g, None] * local[g]
-    f = torch.polar(torch.ones_like(arg), arg)  # (..., n, 2)
-    d = f[..., n - 1, :]  # most significant qubit first
-    for q in range(n - 2, -1, -1):
-        d = (d[..., :, None] * f[..., q, None, :]).flatten(-2)  # (..., 2^(n-q))
-    return d
+    return kron_phases(arg)
 
 
 class _Phases(torch.autograd.Function):

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from .gates import GATES, apply_matrix, gate_matrix
-from .program import Gate, gate_angles
+from .phases import kron_phases
+from .program import Gate, gate_angles, input_map
 
 if TYPE_CHECKING:
     from .statevector import CircuitProgram
@@ -33,7 +34,6 @@ class ProductForm:
     """A (diag, fixed) cell split into per-qubit input phases and product layers."""
 
     num_qubits: int
-    a_in: np.ndarray  # (G, m): input angles = θ @ a_inᵀ + offsets(w)
     input_gates: tuple[Gate, ...]  # the G one-qubit diagonal input gates
     qubits: np.ndarray  # (G,): the qubit of gate g
     local: np.ndarray  # (G, 2): gate g's phase on |0>, |1> per unit angle
@@ -49,8 +49,7 @@ class ProductForm:
     def inputs(self, w: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Input map A (G, m), offsets o (H, G) for weights w (H, P), gate qubits (G,) and
         phases per unit angle (G, 2): gate g turns by θ Aᵀ + o on its qubit."""
-        a_in = torch.as_tensor(self.a_in, dtype=w.dtype, device=w.device)
-        off = torch.stack([gate_angles(g, None, w)[0] for g in self.input_gates], -1)  # (H, G)
+        a_in, off = input_map(self.input_gates, w)  # (G, m), (H, G)
         return (a_in, off, torch.as_tensor(self.qubits, device=w.device),
                 torch.as_tensor(self.local, dtype=w.dtype, device=w.device))
 
@@ -98,8 +97,8 @@ def product_form(program: "CircuitProgram") -> ProductForm | None:
     layers = _layers(fixed.gates, n)
     if layers is None:
         return None
-    return ProductForm(n, np.stack([g.a_in[0] for g in diag.gates]), diag.gates,
-                       np.array(qubits), local.numpy(), layers, program.global_phase)
+    return ProductForm(n, diag.gates, np.array(qubits), local.numpy(), layers,
+                       program.global_phase)
 
 
 def _layers(gates: tuple[Gate, ...], n: int):
@@ -128,15 +127,6 @@ def _layers(gates: tuple[Gate, ...], n: int):
     return tuple(layers)
 
 
-def input_factors(alpha: Tensor, dtype: torch.dtype) -> Tensor:
-    """α (..., n, 2) -> f (..., D) = ⊗_q exp(i α[q]), qubit 0 least significant."""
-    p = torch.polar(torch.ones_like(alpha), alpha).to(dtype)  # (..., n, 2)
-    f = p[..., -1, :]
-    for q in range(alpha.shape[-2] - 2, -1, -1):
-        f = (f[..., :, None] * p[..., q, None, :]).flatten(-2)
-    return f
-
-
 def input_angles(theta: Tensor, a_in: Tensor, off: Tensor, qubits: Tensor, local: Tensor,
                  n: int) -> Tensor:
     """θ (T, H, B, m) -> per-qubit phase angles α (T, H, B, n, 2): Σ over the gates on each qubit
@@ -151,7 +141,7 @@ def product_step(psi: Tensor, alpha_t: Tensor, u: Tensor, e: Tensor) -> Tensor:
     """One token in plain autograd: ψ (H, B, D), α_t (H, B, n, 2), U (H, L, n, 2, 2), e (H, L, D)."""
     h, b, d = psi.shape
     n = alpha_t.shape[-2]
-    x = psi * input_factors(alpha_t, psi.dtype)
+    x = psi * kron_phases(alpha_t).to(psi.dtype)
     for lay in range(u.shape[1]):
         flat = x.reshape(h * b, d)
         for q in range(n):

@@ -123,6 +123,16 @@ def gate_angles(gate: Gate, theta: Tensor | None, w: Tensor) -> tuple[Tensor, ..
     return tuple(ang.unbind(-1))
 
 
+def input_map(gates: Sequence[Gate], w: Tensor) -> tuple[Tensor, Tensor]:
+    """For one-angle input gates: A (G, m) and weight offsets o (H, G), so their angles are
+    θ @ Aᵀ + o for inputs θ (..., m) and weights w (H, P)."""
+    if any(len(g.a_in) != 1 for g in gates):
+        raise EngineError("every diagonal input gate must take exactly one angle")
+    a_in = torch.as_tensor(np.stack([g.a_in[0] for g in gates]), dtype=w.dtype, device=w.device)
+    off = torch.stack([gate_angles(g, None, w)[0] for g in gates], -1)  # (H, G)
+    return a_in, off
+
+
 def fixed_unitary_t(gates: Sequence[Gate], w: Tensor, n: int, dtype: torch.dtype,
                     global_phase: float = 0.0) -> Tensor:
     """Transposed unitary Uᵀ (H, D, D) of a run of fixed gates, for weights w (H, P).

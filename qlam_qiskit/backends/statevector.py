@@ -21,7 +21,7 @@ from ..circuits.cell import CellTemplate
 from ..circuits.readout import ReadoutTemplate
 from .gates import apply_matrix, gate_matrix
 from .program import (EngineError, Segment, compile_gates, diag_patterns, fixed_unitary_t,
-                      gate_angles, segment_gates)
+                      gate_angles, input_map, segment_gates)
 from .phases import phases
 from .adjoint import adjoint_scan
 from . import kernels
@@ -108,11 +108,7 @@ class CircuitProgram:
         angles = θ @ Aᵀ + o, pattern (G, D), and Uᵀ (H, D, D) with the global phase folded in:
         what the adjoint scan rebuilds each token's phases from."""
         diag, fixed = self.segments
-        if any(len(g.a_in) != 1 for g in diag.gates):
-            raise EngineError("adjoint mode needs one angle per diagonal input gate")
-        a_in = torch.as_tensor(np.stack([g.a_in[0] for g in diag.gates]), dtype=w.dtype,
-                               device=w.device)  # (G, m)
-        off = torch.stack([gate_angles(g, None, w)[0] for g in diag.gates], -1)  # (H, G)
+        a_in, off = input_map(diag.gates, w)  # (G, m), (H, G)
         pattern = self._patterns[0][0].to(device=w.device, dtype=w.dtype)  # (G, D)
         return a_in, off, pattern, fixed_unitary_t(fixed.gates, w, self.num_qubits, dtype,
                                                    self.global_phase)
@@ -276,10 +272,9 @@ class ReadoutEngine:
         signs = 1 - 2 * ((idx[:, None] >> np.arange(n)[None, :]) & 1)  # (D, n): ±1 per Z_q
         zmat = np.stack([signs[:, list(t)].prod(axis=1) for t in template.terms], axis=1)
         self._z = torch.as_tensor(zmat, dtype=torch.float64)  # (D, M)
-        k = template.num_queries
-        # (K*2D, K*M): amplitude-squared (re and im rows) of query k -> its M term values
-        z2 = np.kron(np.eye(k), np.repeat(zmat, 2, axis=0))
-        self._z2 = torch.as_tensor(z2, dtype=torch.float64)
+        if not self.gatewise:  # (K*2D, K*M): |amp|² (re and im rows) of query k -> its M terms
+            z2 = np.kron(np.eye(template.num_queries), np.repeat(zmat, 2, axis=0))
+            self._z2 = torch.as_tensor(z2, dtype=torch.float64)
 
     def rotations_t(self, r: Tensor) -> Tensor:
         """Transposed query unitaries (H, K, D, D) for readout weights r (H, 3nK)."""

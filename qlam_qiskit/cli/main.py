@@ -10,6 +10,7 @@ import click
 import torch
 
 from ..backends.program import EngineError
+from ..backends.statevector import KERNELS
 from ..backends.estimator import RuntimeOptions
 from ..backends.layouts import coupling_chain
 from ..backends.registry import BACKENDS, backend_names, require_available, usable_here
@@ -79,7 +80,7 @@ def _check_device(device: str) -> None:
 @click.option("--entangler", type=click.Choice(["cz", "cx", "rzz"]))
 @click.option("--encoding", type=click.Choice(["rz", "rz_zz", "ry_rz"]))
 @click.option("--dtype", type=click.Choice(["complex64", "complex128"]))
-@click.option("--kernel", type=click.Choice(["auto", "fused", "dense", "product"]),
+@click.option("--kernel", type=click.Choice(KERNELS),
               help="Statevector kernel: fused (numba, CPU), dense (2^n x 2^n unitary per token, "
               "the GPU path), product (gate by gate in torch); auto picks (default).")
 @click.option("--position/--no-position", default=None,
