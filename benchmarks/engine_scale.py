@@ -8,7 +8,7 @@ the input angles θ, the mixing weights and the basis weights. Methods:
   O(n·2^n) per token, adjoint backward (memory independent of T), complex64;
 * ``engine``: ``SequenceEngine(kernel="dense")``: mixing fused into one 2^n×2^n unitary, one batched
   matmul per token, states stored for backward (complex64);
-* ``adjoint``: the dense kernel with unitary-adjoint backpropagation (``adjoint=True``);
+* ``adjoint``: the dense kernel with unitary-adjoint backpropagation (``kernel="dense-adjoint"``);
 * ``naive``: every gate of every token applied one by one in plain torch autograd
   (``run_reference``), the straightforward way;
 * ``pennylane``: PennyLane ``default.qubit``, torch interface, backprop, parameter broadcasting
@@ -115,15 +115,15 @@ def one(m: str, n: int, t: int, b: int, threads: int, device: str = "cpu") -> di
     if dev.type != "cpu" and m not in ("engine", "adjoint", "naive", "lstm"):
         raise ValueError(f"{m} runs on the CPU only")
     if m in ("fused", "engine", "adjoint", "naive"):
-        from qlam_qiskit.backends.reference import run_reference
-        from qlam_qiskit.backends.statevector import ReadoutEngine, SequenceEngine
+        from qlam_qiskit.backends.engine.reference import run_reference
+        from qlam_qiskit.backends.engine import ReadoutEngine, SequenceEngine
         from qlam_qiskit.circuits.cell import CellConfig, init_circuit, qlam_cell
         from qlam_qiskit.circuits.readout import qlam_readout
 
         cfg = CellConfig(qubits=n)
         cell, init = qlam_cell(cfg), init_circuit(n)
-        eng = SequenceEngine(cell, init, kernel="fused" if m == "fused" else "dense",
-                             adjoint=m == "adjoint")
+        eng = SequenceEngine(cell, init, kernel={"fused": "fused", "adjoint": "dense-adjoint"}
+                             .get(m, "dense"))
         ro = ReadoutEngine(qlam_readout(n, 2, pairs=cfg.entangling_pairs))
         theta = (torch.rand(t, 1, b, cfg.num_inputs, generator=g) * 2 * np.pi).to(dev)
         w = (0.3 * torch.randn(1, cfg.num_weights, generator=g)).to(dev)

@@ -63,8 +63,8 @@ import warnings  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from qlam_qiskit.backends.reference import run_reference  # noqa: E402
-from qlam_qiskit.backends.statevector import ReadoutEngine, SequenceEngine  # noqa: E402
+from qlam_qiskit.backends.engine.reference import run_reference  # noqa: E402
+from qlam_qiskit.backends.engine import ReadoutEngine, SequenceEngine  # noqa: E402
 from qlam_qiskit.circuits.cell import CellConfig, init_circuit, qlam_cell  # noqa: E402
 from qlam_qiskit.circuits.readout import qlam_readout, z_observables  # noqa: E402
 from qlam_qiskit.circuits.sequence import qlam_sequence  # noqa: E402
@@ -240,13 +240,13 @@ def main(args: argparse.Namespace) -> int:
         sys.stdout.flush()
 
     # (a) our engine, plus the QNN comparison points
-    print("\n(a) engine: SequenceEngine fast path + ReadoutEngine, complex64")
+    print("\n(a) engine: SequenceEngine (kernel auto) + ReadoutEngine, complex64")
     points = [(n, t, batch) for n in grid_n for t in grid_t]
     if not args.skip_qnn:
         points += [(4, t, b) for t in qnn_grid for b in (batch, 2)]
     for n, steps, b in points:
         s = Setup(n, steps, b)
-        assert s.seq_engine.cell.kinds == ["diag", "fixed"], "fast path not taken"
+        assert s.seq_engine.kernel_for(torch.device("cpu")) != "steps", "no scan kernel taken"
         sec, nrep = time_it(s.step_engine, reps, warmup=2)
         record("engine", n, steps, b, sec, nrep)
 

@@ -16,7 +16,8 @@ from typing import Callable
 
 from ..models import ModelConfig, QLAMClassifier
 from ..models.baselines import BaselineClassifier
-from ..training.presets import SEQ_LEN, preset
+from ..data import TASK_INFO
+from ..training.presets import preset
 from .protocol import Protocol
 
 
@@ -39,8 +40,7 @@ class Cell:
 def _num_params(kind: str, task: str, downsample: int, d_model: int, gray: bool) -> int:
     """Parameters of ``kind`` with residual width ``d_model`` on ``task`` (built, then counted)."""
     p = preset(task, downsample)
-    channels = 1 if task != "scifar10" or gray else 3
-    t = SEQ_LEN[task] // (downsample * downsample)
+    t, channels = TASK_INFO[task].shape(downsample, gray)
     cfg = ModelConfig(**{**p["model"], "d_model": d_model}, d_input=channels, num_classes=10,
                       max_len=t if p["position"] else 0)
     model = QLAMClassifier(cfg) if kind == "qlam" else BaselineClassifier(kind, cfg)
@@ -64,7 +64,7 @@ def plan(protocol: Protocol) -> list[Cell]:
     cells = []
     for task in protocol.tasks:
         for ds in protocol.downsample:
-            d_qlam = preset(task, ds)["model"]["d_model"]
+            d_qlam = ModelConfig.d_model
             target = _num_params("qlam", task, ds, d_qlam, protocol.gray)
             width = {m: d_qlam if m == "qlam" or not protocol.match_params
                      else matched_width(m, task, ds, protocol.gray, target)

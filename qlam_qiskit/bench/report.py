@@ -12,7 +12,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from ..training.checkpoint import save_figure, save_json, save_text  # noqa: E402
+from ..io import save_figure, save_json, save_text  # noqa: E402
 from .protocol import PAPER, Protocol  # noqa: E402
 
 

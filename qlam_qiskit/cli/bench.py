@@ -13,37 +13,19 @@ from ..bench import PROTOCOLS, plan, run_grid, summarise
 from ..bench.grid import command, finished
 from ..bench.protocol import MODELS
 from ..data import DATA_ENV, TASKS
-from ..training.checkpoint import save_json
+from ..errors import QLAMError
+from ..io import save_json
+from .common import check_device, int_list, name_list, user_errors
 
-
-def _ints(text: str | None) -> tuple[int, ...] | None:
-    """'0,1,2' -> (0, 1, 2); None stays None."""
-    if text is None:
-        return None
-    try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise click.BadParameter(f"{text!r}: give comma-separated integers, e.g. 0,1") from None
-
-
-def _names(text: str | None, allowed: tuple[str, ...], what: str) -> tuple[str, ...] | None:
-    """'a,b' -> ('a', 'b'), each checked against ``allowed``."""
-    if text is None:
-        return None
-    names = tuple(v.strip() for v in text.split(",") if v.strip())
-    bad = [v for v in names if v not in allowed]
-    if bad or not names:
-        raise click.BadParameter(f"unknown {what} {', '.join(bad) or '(none)'}; choose from "
-                                 f"{', '.join(allowed)}")
-    return names
+BENCH_TASKS = tuple(t for t in TASKS if t != "mnist-mini")
+"""Tasks a grid can run: the full-length ones."""
 
 
 @click.command("bench")
 @click.option("--protocol", "name", type=click.Choice(list(PROTOCOLS)), default="cpu",
               show_default=True, help="; ".join(f"{k}: {p.about}" for k, p in PROTOCOLS.items()))
 @click.option("--models", help=f"Comma-separated subset of {','.join(MODELS)}.")
-@click.option("--tasks", help="Comma-separated subset of " + ",".join(t for t in TASKS
-                                                                     if t != "mnist-mini") + ".")
+@click.option("--tasks", help="Comma-separated subset of " + ",".join(BENCH_TASKS) + ".")
 @click.option("--seeds", help="Comma-separated seeds, e.g. 0,1,2.")
 @click.option("--downsample", help="Comma-separated pixel downsampling factors, e.g. 4,2,1 for accuracy against "
                               "sequence length.")
@@ -63,28 +45,25 @@ def _names(text: str | None, allowed: tuple[str, ...], what: str) -> tuple[str, 
 @click.option("--out", type=click.Path(file_okay=False),
               help="Grid folder (default: runs/bench-<protocol>). Rerun to resume.")
 @click.option("--dry-run", is_flag=True, help="List the cells and their commands; run nothing.")
+@user_errors
 def bench_cmd(name, models, tasks, seeds, downsample, epochs, limit_train, limit_test, lr,
               circuit_lr, jobs, threads, device, data_dir, out, dry_run) -> None:
     """Run a protocol's grid (resuming an interrupted one) and write table.md, results.json, plots."""
-    from .main import _check_device
-    overrides = {"models": _names(models, MODELS, "model"),
-                 "tasks": _names(tasks, tuple(t for t in TASKS if t != "mnist-mini"), "task"),
-                 "seeds": _ints(seeds), "downsample": _ints(downsample), "epochs": epochs,
+    overrides = {"models": name_list(models, MODELS, "--models"),
+                 "tasks": name_list(tasks, BENCH_TASKS, "--tasks"),
+                 "seeds": int_list(seeds, "--seeds", example="0,1,2"),
+                 "downsample": int_list(downsample, "--downsample", 1, example="4,2,1"),
+                 "epochs": epochs,
                  "limit_train": limit_train, "limit_test": limit_test, "lr": lr,
                  "circuit_lr": circuit_lr, "jobs": jobs,
                  "device": device}
     protocol = replace(PROTOCOLS[name], **{k: v for k, v in overrides.items() if v is not None})
-    if any(p < 1 for p in protocol.downsample):
-        raise click.BadParameter("downsampling factors must be >= 1", param_hint="--downsample")
     out = Path(out) if out else Path("runs") / f"bench-{name}"
     saved = out / "protocol.json"
     if saved.is_file() and json.loads(saved.read_text()) != json.loads(json.dumps(asdict(protocol))):
-        raise click.ClickException(f"{out} holds a grid with other settings ({saved}); rerun with "
-                                   "the same options to resume it, or choose another --out")
-    try:
-        _check_device(protocol.device)
-    except ValueError as err:
-        raise click.ClickException(str(err)) from None
+        raise QLAMError(f"{out} holds a grid with other settings ({saved}); rerun with the same "
+                        "options to resume it, or choose another --out")
+    check_device(protocol.device)
     cells = plan(protocol)
     done = [c for c in cells if finished(c, out)]
     click.echo(f"qlam-qiskit bench: protocol {name}, {len(cells)} runs ({len(done)} finished), "

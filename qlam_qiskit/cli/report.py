@@ -7,58 +7,31 @@ from pathlib import Path
 
 import click
 
-from ..circuits.cell import ENCODINGS, ENTANGLERS, ENTANGLEMENTS, CellConfig
+from ..backends import Backend, generic_backend, resolve_backend
+from ..circuits.cell import ENCODINGS, ENTANGLERS, ENTANGLEMENTS, CellConfig, CellTemplate
+from ..circuits.custom import cell_info
+from ..errors import QLAMError
+from ..io import load_checkpoint, save_json, save_text
 from ..models.qlam import ModelConfig
-from ..training.checkpoint import save_json, save_text
-from ..training.presets import preset
+from ..training.plan import stored_cell
+from .common import int_list, name_list, user_errors
 
 ENTANGLEMENT_CHOICES = ENTANGLEMENTS + ("coupling",)
 DEFAULT_STEPS = "1,4,16,64,256,784"
 
 
-def _ints(text: str, what: str, low: int, high: int | None = None) -> tuple[int, ...]:
-    """'1,4,16' -> (1, 4, 16), each in [low, high], or a one-line error naming the fix."""
-    try:
-        vals = tuple(sorted({int(v) for v in text.split(",") if v.strip()}))
-    except ValueError:
-        vals = ()
-    if not vals or vals[0] < low or (high is not None and vals[-1] > high):
-        rng = f">= {low}" if high is None else f"in {low}..{high}"
-        example = DEFAULT_STEPS if what == "--steps" else f"{low},{low + 1}"
-        raise click.ClickException(f"{what} {text!r}: give comma-separated integers {rng}, "
-                                   f"e.g. {what} {example}")
-    return vals
-
-
-def _names(text: str, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
-    names = tuple(dict.fromkeys(v.strip() for v in text.split(",") if v.strip()))
-    bad = [v for v in names if v not in allowed]
-    if bad or not names:
-        raise click.ClickException(f"{what} {', '.join(bad) or text!r}: choose from "
-                                   f"{', '.join(allowed)} (comma-separated for several)")
-    return names
-
-
 def _cell_and_layouts(checkpoint, qubits, depth, entangler, encoding,
-                      notes: list[str] | None = None) -> tuple[CellConfig, dict, str | None]:
-    """The cell (options over checkpoint over `run`'s defaults), checkpoint layouts, entanglement."""
-    base = {**{k: getattr(ModelConfig(), k) for k in ("qubits", "depth", "entanglement",
-                                                       "entangler", "encoding")},
-            **{k: v for k, v in preset("mnist-mini")["model"].items()
-               if k in ("qubits", "depth", "entangler", "encoding")}}
+                      notes: list[str] | None = None
+                      ) -> tuple[CellConfig | CellTemplate, dict, str | None]:
+    """The cell (options over checkpoint over `run`'s defaults; a checkpoint's own cell circuit
+    as it is), checkpoint layouts, entanglement."""
+    base = {k: getattr(ModelConfig(), k) for k in ("qubits", "depth", "entanglement", "entangler",
+                                                   "encoding")}
     layouts: dict[str, tuple[int, ...]] = {}
     ent = None
     if checkpoint:
-        import torch
-
-        p = Path(checkpoint)
-        p = p / "checkpoint.pt" if p.is_dir() else p
-        if not p.is_file():
-            raise FileNotFoundError(f"--checkpoint {checkpoint}: no checkpoint.pt there; pass a "
-                                    "run folder or its checkpoint.pt")
-        state = torch.load(p, map_location="cpu", weights_only=False)
-        if "model_config" not in state:
-            raise ValueError(f"--checkpoint {p}: not a qlam-qiskit run checkpoint (no model_config)")
+        state = load_checkpoint(checkpoint)
+        p = checkpoint
         cfg = state["model_config"]
         base.update({k: cfg[k] for k in base if k in cfg})
         ent = cfg.get("entanglement")
@@ -68,6 +41,13 @@ def _cell_and_layouts(checkpoint, qubits, depth, entangler, encoding,
                          "--heads 1)")
         if state.get("layout"):  # trained with --entanglement coupling on that backend
             layouts[state.get("backend", "")] = tuple(state["layout"])
+        custom = stored_cell(state)
+        if custom is not None:
+            given = [f"--{k}" for k, v in (("qubits", qubits), ("depth", depth),
+                                           ("entangler", entangler), ("encoding", encoding)) if v]
+            if given:
+                raise QLAMError(f"{checkpoint} runs its own cell circuit: drop {', '.join(given)}")
+            return custom, layouts, "custom"
     given = {"qubits": qubits, "depth": depth, "entangler": entangler, "encoding": encoding}
     base.update({k: v for k, v in given.items() if v is not None})
     ent = ent or base["entanglement"]
@@ -75,18 +55,22 @@ def _cell_and_layouts(checkpoint, qubits, depth, entangler, encoding,
     return CellConfig(**base), layouts, ent
 
 
-def _backends(names, basis_gates, coupling_map, noise):
-    from ..reports.targets import generic_target, resolve_report_backend
-
+def _backends(names, basis_gates, coupling_map, noise) -> list[Backend]:
+    """The device backends named, plus a generic one when a coupling map is given."""
     if not names and not coupling_map:
-        raise ValueError("give --backend fake_<device> (e.g. fake_fez), ibm_<device>, or a "
-                         "generic target with --coupling-map (and --basis-gates)")
+        raise QLAMError("give --backend fake_<device> (e.g. fake_fez), ibm_<device>, or a "
+                        "generic target with --coupling-map (and --basis-gates)")
     if (basis_gates or noise) and not coupling_map:
-        raise ValueError("--basis-gates/--noise describe a generic target: add --coupling-map, "
-                         "e.g. --coupling-map ring:6")
-    out = [resolve_report_backend(n) for n in dict.fromkeys(names)]
+        raise QLAMError("--basis-gates/--noise describe a generic target: add --coupling-map, "
+                        "e.g. --coupling-map ring:6")
+    out = []
+    for n in dict.fromkeys(names):
+        b = resolve_backend(n)
+        if not b.has_device:
+            b.qiskit_target  # raises: reports need a device
+        out.append(b)
     if coupling_map:
-        out.append(generic_target(basis_gates or "cz,rz,sx,x", coupling_map, noise))
+        out.append(generic_backend(basis_gates or "cz,rz,sx,x", coupling_map, noise))
     return out
 
 
@@ -127,6 +111,7 @@ def _model_options(f):
 @click.option("--out", type=click.Path(file_okay=False),
               help="Folder for report.md, report.json and plots [default: runs/report-<time>].")
 @click.pass_context
+@user_errors
 def report_cmd(ctx, backends, coupling_map, basis_gates, noise, checkpoint, qubits, depth,
                entangler, encoding, seed, entanglement, levels, steps, transpile_max, out) -> None:
     """Depth, gate counts, SWAPs, layout, estimated success and duration of a QLAM circuit vs T."""
@@ -135,35 +120,33 @@ def report_cmd(ctx, backends, coupling_map, basis_gates, noise, checkpoint, qubi
     from ..reports.plots import write_plots
     from ..reports.render import markdown, to_json
     from ..reports.scaling import series, setting
-    from .main import USER_ERRORS, _fail
 
     t0 = time.perf_counter()
-    step_list = _ints(steps, "--steps", 1)
-    level_list = _ints(levels, "--optimization-level", 0, 3)
+    step_list = tuple(sorted(set(int_list(steps, "--steps", 1, example=DEFAULT_STEPS))))
+    level_list = tuple(sorted(set(int_list(levels, "--optimization-level", 0, 3, example="0,1"))))
     notes: list[str] = []
-    try:
-        cell, layouts, ent = _cell_and_layouts(checkpoint, qubits, depth, entangler, encoding,
-                                               notes)
-        ents = _names(entanglement, ENTANGLEMENT_CHOICES, "--entanglement") if entanglement \
-            else (ent,)
-        targets = _backends(backends, basis_gates, coupling_map, noise)
-        all_series, cache = [], {}
-        for b in targets:
-            for e in ents:
-                for lvl in level_list:
-                    s = setting(b, cell, e, lvl, layouts.get(b.name) if e == ent else None)
-                    se = series(s, step_list, transpile_max=transpile_max, seed=seed,
-                                logical_cache=cache)
-                    all_series.append(se)
-                    click.echo(f"{b.name} O{lvl} {e}: {se.per_token['ops_2q']:.1f} 2q gates/token, "
-                               f"transpiled in {se.transpile_s:.1f}s", err=True)
-    except USER_ERRORS as err:
-        raise _fail(err) from None
+    cell, layouts, ent = _cell_and_layouts(checkpoint, qubits, depth, entangler, encoding,
+                                           notes)
+    allowed = ("custom", "coupling") if ent == "custom" else ENTANGLEMENT_CHOICES
+    ents = name_list(entanglement, allowed, "--entanglement") if entanglement else (ent,)
+    targets = _backends(backends, basis_gates, coupling_map, noise)
+    all_series, cache = [], {}
+    for b in targets:
+        for e in ents:
+            for lvl in level_list:
+                s = setting(b, cell, e, lvl, layouts.get(b.name) if e == ent else None)
+                se = series(s, step_list, transpile_max=transpile_max, seed=seed,
+                            logical_cache=cache)
+                all_series.append(se)
+                click.echo(f"{b.name} O{lvl} {e}: {se.per_token['ops_2q']:.1f} 2q gates/token, "
+                           f"transpiled in {se.transpile_s:.1f}s", err=True)
     if any(not r["errors_known"] for se in all_series for r in se.rows):
         notes.append("some operations have no error rate in their target (counted as "
                      "error-free): give a generic target --noise to estimate success")
-    cell_d = {"qubits": cell.qubits, "depth": cell.depth, "entangler": cell.entangler,
-              "encoding": cell.encoding, "checkpoint": str(checkpoint) if checkpoint else None}
+    cell_d = cell_info(cell) if isinstance(cell, CellTemplate) else {
+        "qubits": cell.qubits, "depth": cell.depth, "entangler": cell.entangler,
+        "encoding": cell.encoding}
+    cell_d["checkpoint"] = str(checkpoint) if checkpoint else None
     out = Path(out) if out else Path("runs") / f"report-{time.strftime('%Y%m%d-%H%M%S')}"
     text = markdown(all_series, cell_d, notes)
     pngs = write_plots(all_series, out)
@@ -194,23 +177,20 @@ def report_cmd(ctx, backends, coupling_map, basis_gates, noise, checkpoint, qubi
               help="Widest n must still run this many tokens.")
 @click.option("--transpile-max", type=click.IntRange(2), default=64, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), help="Also write budget.json here.")
+@user_errors
 def budget_cmd(backends, coupling_map, basis_gates, noise, checkpoint, qubits, depth, entangler,
                encoding, seed, min_fidelity, estimate, entanglement, level, max_qubits, min_steps,
                transpile_max, out) -> None:
     """The longest T and widest n above --min-fidelity, and the patch that fits a 784/1024-pixel image."""
     from ..reports.budget import IMAGES, budget
-    from .main import USER_ERRORS, _fail
 
     t0 = time.perf_counter()
-    try:
-        cell, layouts, ent = _cell_and_layouts(checkpoint, qubits, depth, entangler, encoding)
-        targets = _backends(backends, basis_gates, coupling_map, noise)
-        answers = [budget(b, cell, entanglement=entanglement or ent, level=level,
-                          min_fidelity=min_fidelity, idle=estimate == "idle",
-                          max_qubits=max_qubits, min_steps=min_steps,
-                          transpile_max=transpile_max, seed=seed) for b in targets]
-    except USER_ERRORS as err:
-        raise _fail(err) from None
+    cell, layouts, ent = _cell_and_layouts(checkpoint, qubits, depth, entangler, encoding)
+    targets = _backends(backends, basis_gates, coupling_map, noise)
+    answers = [budget(b, cell, entanglement=entanglement or ent, level=level,
+                      min_fidelity=min_fidelity, idle=estimate == "idle",
+                      max_qubits=max_qubits, min_steps=min_steps,
+                      transpile_max=transpile_max, seed=seed) for b in targets]
     for a in answers:
         t = a["longest_steps"]
         tl = "no limit" if t is None else f"T = {t}"

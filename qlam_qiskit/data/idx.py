@@ -9,15 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import DataError
+
 IMAGE_MAGIC = 2051
 LABEL_MAGIC = 2049
 
 
-class DataError(Exception):
-    """One-line, user-facing error that names the file and the fix."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(" ".join(str(message).split()))
 
 
 def find_idx(folder: Path, name: str) -> Path | None:

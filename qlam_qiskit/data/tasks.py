@@ -22,13 +22,33 @@ PSMNIST_SEED = 20260605
 PSMNIST_PERMUTATION: np.ndarray = np.random.default_rng(PSMNIST_SEED).permutation(784)
 PSMNIST_PERMUTATION.setflags(write=False)
 
-TASKS: dict[str, str] = {
-    "mnist-mini": "embedded MNIST subset (4k train / 1k test), 14x14 read pixel by pixel: T=196, C=1; no download",
-    "smnist": "sequential MNIST, 28x28 read pixel by pixel: T=784, C=1",
-    "psmnist": "permuted sequential MNIST (fixed seed-20260605 pixel permutation): T=784, C=1",
-    "sfmnist": "sequential Fashion-MNIST, pixel by pixel: T=784, C=1",
-    "scifar10": "sequential CIFAR-10, row-major RGB pixels: T=1024, C=3 (C=1 with gray)",
+@dataclass(frozen=True)
+class TaskInfo:
+    """What a task is, before any data is read: its sequence shape and a line about it."""
+
+    seq_len: int
+    """Tokens per image at downsample 1 (one pixel per token)."""
+    channels: int
+    """Values per token: 1 for grayscale, 3 for RGB."""
+    about: str
+
+    def shape(self, downsample: int = 1, gray: bool = False) -> tuple[int, int]:
+        """(T, C) after averaging PxP pixel blocks and, for RGB, an optional luminance channel."""
+        return self.seq_len // (downsample * downsample), 1 if gray else self.channels
+
+
+TASK_INFO: dict[str, TaskInfo] = {
+    "mnist-mini": TaskInfo(196, 1, "embedded MNIST subset (4k train / 1k test), 14x14 read pixel "
+                                   "by pixel; no download"),
+    "smnist": TaskInfo(784, 1, "sequential MNIST, 28x28 read pixel by pixel"),
+    "psmnist": TaskInfo(784, 1, "permuted sequential MNIST (fixed seed-20260605 pixel permutation)"),
+    "sfmnist": TaskInfo(784, 1, "sequential Fashion-MNIST, pixel by pixel"),
+    "scifar10": TaskInfo(1024, 3, "sequential CIFAR-10, row-major RGB pixels (C=1 with gray)"),
 }
+"""Every task's facts: the one place sequence lengths and channels are written down."""
+
+TASKS: dict[str, str] = {k: f"{v.about}: T={v.seq_len}, C={v.channels}" for k, v in TASK_INFO.items()}
+"""Task name -> one line for help texts."""
 
 DIGITS = tuple(str(i) for i in range(10))
 FASHION = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")

@@ -19,7 +19,7 @@ import math
 import torch
 from torch import nn
 
-from ..backends.scan import diag_unitary_scan
+from ..backends.engine.scan import diag_unitary_scan
 from .qlam import ModelConfig, QLAMClassifier
 
 Tensor = torch.Tensor

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from qiskit.quantum_info import SparsePauliOp
 
+from ..circuits.cell import CellTemplate
 from .qlam import ModelConfig, QLAMClassifier
 
 Tensor = torch.Tensor
@@ -83,13 +84,13 @@ def pauli_readout(e: Tensor, r: Tensor, n: int, terms: Sequence[tuple[int, ...]]
 class PrimitiveQLAM(QLAMClassifier):
     """A hardware-compatible QLAMClassifier whose quantum memory runs on an Estimator."""
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, *, cell: CellTemplate | None = None) -> None:
         problem = hardware_problem(cfg)
         if problem:
             raise ValueError(problem)
-        super().__init__(cfg)
+        super().__init__(cfg, cell=cell)
         layer = self.blocks[0].mixer
-        self.num_qubits = cfg.qubits
+        self.num_qubits = layer.cell_template.num_qubits
         self.terms = layer.readout_template.terms
         self._qnn: list = []  # [BroadcastEstimatorQNN, TorchConnector]: kept out of state_dict
         self.cache_features = False
@@ -168,24 +169,21 @@ def sequence_template(model: PrimitiveQLAM, steps: int) -> Any:
     return qlam_sequence(model.blocks[0].mixer.cell_template, steps)
 
 
-def attach_backend(model: PrimitiveQLAM, target: Any, steps: int, *, transpile: Any = None,
+def attach_backend(model: PrimitiveQLAM, backend: Any, steps: int, *, transpile: Any = None,
                    runtime: Any = None, gradient: str = "shift", input_gradients: bool = True,
                    seed: int = 0, mode: Any = None, ledger: Any = None,
                    cache: bool = True) -> tuple[Any, Any]:
-    """Transpile the T-step sequence for ``target``, build its Estimator and QNN, attach it.
-
-    Returns (qnn, compiled). Observables are mapped with the ISA layout; exact runs use
-    precision 0.
-    """
-    from ..backends.estimator import RuntimeOptions, make_estimator
-    from ..backends.qnn import GRADIENTS, BroadcastEstimatorQNN
-    from ..backends.transpile import TranspileOptions, compile_for
+    """Transpile the T-step sequence for ``backend`` (a ``Backend``), build its Estimator and
+    QNN, attach it. Returns (qnn, compiled). Observables are mapped with the ISA layout; exact
+    runs use precision 0."""
+    from ..backends.primitives.estimator import RuntimeOptions
+    from ..backends.primitives.qnn import GRADIENTS, BroadcastEstimatorQNN
+    from ..backends.primitives.transpile import TranspileOptions
 
     runtime = runtime or RuntimeOptions()
     tpl = sequence_template(model, steps)
-    compiled = compile_for(tpl.circuit, target, transpile or TranspileOptions(seed=seed),
-                           cache=cache)
-    estimator = make_estimator(target, runtime, noise_model=compiled.noise_model, mode=mode)
+    compiled = backend.transpile(tpl.circuit, transpile or TranspileOptions(seed=seed), cache=cache)
+    estimator = backend.estimator(runtime, noise_model=compiled.noise_model, mode=mode)
     by_name = {p.name: p for p in compiled.circuit.parameters}
     grad = GRADIENTS[gradient](seed=seed) if gradient == "spsa" else GRADIENTS[gradient]()
     qnn = BroadcastEstimatorQNN(

@@ -11,17 +11,19 @@ The recurrence, per head h and token t (all heads and samples batched in the eng
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Callable
 
 import torch
 from torch import nn
 
-from ..backends.statevector import ReadoutEngine, SequenceEngine
-from ..circuits.cell import CellConfig, init_circuit, qlam_cell
+from ..backends.engine import ReadoutEngine, SequenceEngine
+from ..circuits.cell import CellConfig, CellTemplate, init_circuit, qlam_cell
 from ..circuits.readout import qlam_readout
 
 Tensor = torch.Tensor
+POOLS = ("mean", "last")
+"""How a classifier summarises the sequence: mean over tokens, or the last token."""
 
 
 @dataclass
@@ -32,23 +34,22 @@ class ModelConfig:
     """Channels per token (1 for grayscale pixels, 3 for RGB). Default: 1."""
     num_classes: int = 10
     """Output classes. Default: 10."""
-    d_model: int = 64
-    """Width of the residual stream between QLAM layers. Default: 64."""
+    d_model: int = 32
+    """Width of the residual stream between QLAM layers. Default: 32."""
     layers: int = 2
     """Stacked QLAM blocks. Default: 2."""
-    heads: int = 8
-    """Independent quantum memories per layer. Default: 8."""
-    qubits: int = 4
-    """Qubits per memory. Default: 4."""
-    depth: int = 1
-    """Mixing layers per token in the cell. Default: 1."""
-    entanglement: str = "ring"
-    """Entangling layout of the cell: ring, linear, full, none. Default: "ring"."""
-    entangler: str = "rzz"
-    """Two-qubit gate of the cell: rzz (trainable strength), cz, cx. RZZ beat CZ clearly on
-    mnist-mini validation (0.65-0.79 vs 0.50-0.60). Default: "rzz"."""
-    encoding: str = "rz"
-    """Input block: rz, rz_zz or ry_rz (see CellConfig). Default: "rz"."""
+    heads: int = 16
+    """Independent quantum memories per layer. Default: 16."""
+    qubits: int = CellConfig.qubits
+    """Qubits per memory. Default: CellConfig's (3)."""
+    depth: int = CellConfig.depth
+    """Mixing layers per token in the cell. Default: CellConfig's (1)."""
+    entanglement: str = CellConfig.entanglement
+    """Entangling layout of the cell: ring, linear, full, none. Default: CellConfig's ("ring")."""
+    entangler: str = CellConfig.entangler
+    """Two-qubit gate of the cell: rzz (trainable strength), cz, cx. Default: CellConfig's ("rzz")."""
+    encoding: str = CellConfig.encoding
+    """Input block: rz, rz_zz or ry_rz (see CellConfig). Default: CellConfig's ("rz")."""
     queries: int = 2
     """Learned measurement bases K per memory. Default: 2."""
     correlators: str = "pairs"
@@ -68,9 +69,12 @@ class ModelConfig:
     dtype: str = "complex64"
     """Statevector precision: complex64 or complex128. Default: "complex64"."""
     kernel: str = "auto"
-    """How the memories are simulated (``SequenceEngine``): auto, fused (numba CPU kernel), dense
-    (one 2^n×2^n unitary per token: the GPU path) or product (gate by gate in torch).
-    Default: "auto" (fused on CPU, dense on CUDA)."""
+    """How the memories are simulated: a name from the engine's ``KERNELS`` table (auto, fused,
+    dense, dense-adjoint, product, steps). Default: "auto" (fused on CPU, dense on CUDA)."""
+    cell: str = "qlam"
+    """Which cell the layers run: qlam (built from qubits, depth, entanglement, entangler,
+    encoding) or custom (a circuit given as ``QLAMClassifier(cfg, cell=...)``, stored with the
+    checkpoint; qubits is then its width and the other cell fields are unused). Default: "qlam"."""
 
     def cell_config(self) -> CellConfig:
         return CellConfig(qubits=self.qubits, depth=self.depth, entanglement=self.entanglement,
@@ -80,21 +84,23 @@ class ModelConfig:
 class QLAMLayer(nn.Module):
     """H quantum memories read by K learned bases at every token (or only the last)."""
 
-    def __init__(self, d_in: int, d_out: int, *, heads: int = 1, cell: CellConfig = CellConfig(),
-                 queries: int = 2, correlators: str = "pairs", readout: str = "all",
-                 mix_init: float = 0.5, input_scale: float = 1.0,
-                 dtype: str = "complex64", kernel: str = "auto") -> None:
+    def __init__(self, d_in: int, d_out: int, *, heads: int = 1,
+                 cell: CellConfig | CellTemplate = CellConfig(),
+                 queries: int = ModelConfig.queries, correlators: str = ModelConfig.correlators,
+                 readout: str = "all", mix_init: float = ModelConfig.mix_init,
+                 input_scale: float = ModelConfig.input_scale, dtype: str = ModelConfig.dtype,
+                 kernel: str = ModelConfig.kernel) -> None:
         super().__init__()
         if readout not in ("all", "last"):
             raise ValueError(f"readout must be 'all' or 'last', got {readout!r}")
         self.heads, self.readout = heads, readout
-        self.cell_template = qlam_cell(cell)
-        self.readout_template = qlam_readout(cell.qubits, queries, correlators=correlators,
-                                             pairs=cell.entangling_pairs)
-        self.engine = SequenceEngine(self.cell_template, init_circuit(cell.qubits), dtype=dtype,
-                                     kernel=kernel)
+        tpl = cell if isinstance(cell, CellTemplate) else qlam_cell(cell)  # any circuit, or QLAM's
+        self.cell_template = tpl
+        self.readout_template = qlam_readout(tpl.num_qubits, queries, correlators=correlators,
+                                             pairs=tpl.entangling_pairs)
+        self.engine = SequenceEngine(tpl, init_circuit(tpl.num_qubits), dtype=dtype, kernel=kernel)
         self.measure = ReadoutEngine(self.readout_template, dtype=dtype)
-        m, p = cell.num_inputs, cell.num_weights
+        m, p = len(tpl.inputs), len(tpl.weights)
         self.proj = nn.Linear(d_in, heads * m)  # token -> per-head input angles
         nn.init.normal_(self.proj.weight, std=input_scale / math.sqrt(d_in))
         nn.init.uniform_(self.proj.bias, -math.pi, math.pi)
@@ -148,16 +154,32 @@ class QLAMClassifier(nn.Module):
 
     The blocks' sequence mixer is a QLAMLayer; ``mixer`` (a factory returning a module mapping
     (B, T, d) -> (B, T, d)) swaps it, which is how the classical baselines share this frame.
+    ``cell`` (any circuit, see circuits/custom.py) replaces ``cfg.cell_config()`` in every layer;
+    ``self.config`` is then a copy of ``cfg`` with cell="custom" and qubits = the cell's width.
     """
 
-    def __init__(self, cfg: ModelConfig, mixer: Callable[[], nn.Module] | None = None) -> None:
+    def __init__(self, cfg: ModelConfig, mixer: Callable[[], nn.Module] | None = None, *,
+                 cell: CellTemplate | None = None) -> None:
         super().__init__()
-        if cfg.pool not in ("mean", "last"):
+        if cfg.pool not in POOLS:
             raise ValueError(f"pool must be 'mean' or 'last', got {cfg.pool!r}")
+        if cfg.cell not in ("qlam", "custom"):
+            raise ValueError(f"cell must be 'qlam' or 'custom', got {cfg.cell!r}")
+        if cell is not None:
+            if mixer is not None:
+                raise ValueError("cell= sets the QLAM layers' circuit; a model with its own mixer "
+                                 "has none: pass one of mixer= and cell=")
+            cfg = replace(cfg, cell="custom", qubits=cell.num_qubits)
+        elif cfg.cell == "custom" and mixer is None:
+            raise ValueError("ModelConfig(cell='custom') needs its circuit: pass cell= (load_cell, "
+                             "or cell_from_bytes of the checkpoint's stored cell)")
         self.config = cfg
+        self.cell_template: CellTemplate | None = None if mixer else (
+            cell if cell is not None else qlam_cell(cfg.cell_config()))
+        """The circuit every QLAM layer runs (None with a custom mixer): store it with a custom run."""
         d = cfg.d_model
         make = mixer or (lambda: QLAMLayer(
-            d, d, heads=cfg.heads, cell=cfg.cell_config(), queries=cfg.queries,
+            d, d, heads=cfg.heads, cell=self.cell_template, queries=cfg.queries,
             correlators=cfg.correlators, mix_init=cfg.mix_init, input_scale=cfg.input_scale,
             dtype=cfg.dtype, kernel=cfg.kernel))
         self.embed = nn.Linear(cfg.d_input, d)

@@ -4,8 +4,6 @@ from .budget import budget, longest, patch_for
 from .cost import logical, transpile_costed, unrolled
 from .fidelity import Estimate, estimate, idle_factor
 from .scaling import Series, Setting, series, setting
-from .targets import ReportBackend, generic_target, parse_coupling, resolve_report_backend
 
 __all__ = ["budget", "longest", "patch_for", "logical", "transpile_costed", "unrolled", "Estimate",
-           "estimate", "idle_factor", "Series", "Setting", "series", "setting", "ReportBackend",
-           "generic_target", "parse_coupling", "resolve_report_backend"]
+           "estimate", "idle_factor", "Series", "Setting", "series", "setting"]

@@ -12,10 +12,10 @@ import math
 from dataclasses import replace
 from typing import Callable
 
-from ..circuits.cell import CellConfig, qlam_cell
+from ..backends import Backend
+from ..circuits.cell import CellConfig, CellTemplate
 from .cost import transpile_costed, unrolled
 from .scaling import LN10, Series, series, setting
-from .targets import ReportBackend
 
 IMAGES = (784, 1024)
 """Pixels of an MNIST (28x28) and a CIFAR-10 grayscale (32x32) image."""
@@ -38,7 +38,7 @@ def _log10_at(se: Series, steps: int, idle: bool) -> float:
     c = se.transpiled.get(steps)
     if c is None:
         s = se.setting
-        _, c = transpile_costed(unrolled(qlam_cell(s.cell), steps), s.backend.target,
+        _, c = transpile_costed(unrolled(s.template, steps), s.backend.qiskit_target,
                                 optimization_level=s.optimization_level, initial_layout=se.layout)
         se.transpiled[steps] = c
     e = c.estimate
@@ -67,16 +67,18 @@ def longest(se: Series, min_fidelity: float, idle: bool = True) -> tuple[int | N
     return ok, "transpiled"
 
 
-def budget(backend: ReportBackend, cell: CellConfig, *, entanglement: str, level: int,
+def budget(backend: Backend, cell: CellConfig | CellTemplate, *, entanglement: str, level: int,
            min_fidelity: float, idle: bool = True, max_qubits: int = 12, min_steps: int = 1,
            transpile_max: int = 64, seed: int = 0,
            progress: Callable[[str], None] | None = None) -> dict:
-    """The budget for ``cell`` on ``backend``: longest T, patch sizes, and the same per width n."""
+    """The budget for ``cell`` on ``backend``: longest T, patch sizes, and the same per width n
+    (a custom cell has one width: its own)."""
     if not 0 < min_fidelity < 1:
         raise ValueError(f"--min-fidelity {min_fidelity}: give a probability in (0, 1), e.g. 0.1")
 
     def one(n: int, check: bool) -> dict:
-        se = series(setting(backend, replace(cell, qubits=n), entanglement, level), [],
+        base = cell if isinstance(cell, CellTemplate) else replace(cell, qubits=n)
+        se = series(setting(backend, base, entanglement, level), [],
                     transpile_max=transpile_max, seed=seed)
         t, how = longest(se, min_fidelity, idle)
         key = "log10_success_idle" if idle else "log10_success"
@@ -91,11 +93,13 @@ def budget(backend: ReportBackend, cell: CellConfig, *, entanglement: str, level
             progress(f"n={n}: longest T {t} ({how})")
         return row
 
-    main_row = one(cell.qubits, True)
-    widths = []
-    for n in range(2, max_qubits + 1):
+    custom = isinstance(cell, CellTemplate)
+    width = cell.num_qubits if custom else cell.qubits
+    main_row = one(width, True)
+    widths = [main_row] if custom else []
+    for n in () if custom else range(2, max_qubits + 1):
         try:
-            widths.append(main_row if n == cell.qubits else one(n, False))
+            widths.append(main_row if n == width else one(n, False))
         except ValueError as err:  # e.g. no chain of n coupled qubits: the widths end here
             widths.append({"qubits": n, "longest_steps": None, "found_by": str(err)})
             break

@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from ..training.checkpoint import save_figure  # noqa: E402
+from ..io import save_figure  # noqa: E402
 from .scaling import Series  # noqa: E402
 
 PLOTS = {"depth_vs_T.png": ("isa_depth", "ISA circuit depth"),

@@ -66,8 +66,11 @@ def settings_table(all_series: Sequence[Series]) -> str:
 def markdown(all_series: Sequence[Series], cell: dict, notes: Sequence[str] = ()) -> str:
     """The whole report: model line, per-T table, per-setting table and how to read them."""
     fit = sorted({se.fit_steps for se in all_series})
-    parts = [f"# QLAM circuit cost report\n\nCell: {cell['qubits']} qubits, depth {cell['depth']}, "
-             f"entangler {cell['entangler']}, encoding {cell['encoding']}.\n",
+    line = (f"{cell['qubits']} qubits, depth {cell['depth']}, entangler {cell['entangler']}, "
+            f"encoding {cell['encoding']}" if cell.get("cell", "qlam") == "qlam" else
+            f"custom circuit, {cell['qubits']} qubits, {cell.get('inputs', '?')} input and "
+            f"{cell.get('weights', '?')} weight angles")  # custom: circuits.custom.cell_info
+    parts = [f"# QLAM circuit cost report\n\nCell: {line}.\n",
              series_table(all_series), "",
              "Per token (steady state, fitted between T = " +
              ", ".join(f"{a} and {b}" for a, b in fit) + "):\n",

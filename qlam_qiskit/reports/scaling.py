@@ -18,12 +18,13 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Iterable
 
-from ..backends.layouts import coupling_chain
+from ..backends import Backend
 from ..circuits.cell import CellConfig, CellTemplate, qlam_cell
 from .cost import Costed, Logical, logical, transpile_costed, unrolled
-from .targets import ReportBackend
 
 LN10 = math.log(10.0)
+CUSTOM_ENTANGLEMENTS = ("custom", "coupling")
+"""What ``entanglement`` may be for a custom cell (its gates are fixed by its circuit)."""
 LINEAR = ("isa_depth", "ops_1q", "ops_2q", "depth_2q", "swaps", "duration_s", "idle_s",
           "log_gates", "log_idle")
 
@@ -32,25 +33,50 @@ LINEAR = ("isa_depth", "ops_1q", "ops_2q", "depth_2q", "swaps", "duration_s", "i
 class Setting:
     """One column group of a report: a backend, a pass-manager level and an entanglement."""
 
-    backend: ReportBackend
+    backend: Backend
     optimization_level: int
     entanglement: str
     """ring, linear, full, none, or coupling (a natively coupled chain of the device)."""
-    cell: CellConfig
-    """Cell with ``entanglement`` resolved (coupling -> ring/linear over the chain)."""
+    cell: CellConfig | CellTemplate
+    """Cell with ``entanglement`` resolved (coupling -> ring/linear over the chain), or a custom
+    cell circuit (circuits/custom.py), costed as it is."""
     layout: tuple[int, ...] | None = None
     """Fixed initial layout (coupling chain or a checkpoint's), else chosen by Qiskit."""
 
+    @property
+    def template(self) -> CellTemplate:
+        """The cell circuit this setting costs."""
+        return self.cell if isinstance(self.cell, CellTemplate) else qlam_cell(self.cell)
 
-def setting(backend: ReportBackend, base: CellConfig, entanglement: str, level: int,
+    @property
+    def qubits(self) -> int:
+        """Width of the cell."""
+        return self.cell.num_qubits if isinstance(self.cell, CellTemplate) else self.cell.qubits
+
+
+def setting(backend: Backend, base: CellConfig | CellTemplate, entanglement: str, level: int,
             layout: tuple[int, ...] | None = None) -> Setting:
-    """Resolve ``entanglement`` for ``backend`` (coupling -> chain of device qubits as layout)."""
-    size = backend.target.num_qubits or 0
-    if base.qubits > size:
-        raise ValueError(f"--qubits {base.qubits} is more than the {size} qubits of "
+    """Resolve ``entanglement`` for ``backend`` (coupling -> chain of device qubits as layout).
+
+    A custom cell keeps its own two-qubit gates: ``entanglement`` is then "custom" (layout as
+    given, else chosen by Qiskit) or "coupling" (laid out on a coupled chain of the device)."""
+    size = backend.qiskit_target.num_qubits or 0
+    n = base.num_qubits if isinstance(base, CellTemplate) else base.qubits
+    if n > size and isinstance(base, CellTemplate):
+        raise ValueError(f"the custom cell's {n} qubits are more than the {size} qubits of "
+                         f"{backend.name}; choose a larger backend")
+    if n > size:
+        raise ValueError(f"--qubits {n} is more than the {size} qubits of "
                          f"{backend.name}; use --qubits {size} or fewer")
+    if isinstance(base, CellTemplate):
+        if entanglement not in CUSTOM_ENTANGLEMENTS:
+            raise ValueError(f"entanglement {entanglement!r}: a custom cell brings its own "
+                             f"two-qubit gates; use one of {CUSTOM_ENTANGLEMENTS}")
+        if entanglement == "coupling":
+            layout = tuple(backend.coupling_chain(n)[0])
+        return Setting(backend, level, entanglement, base, layout)
     if entanglement == "coupling":
-        chain, ring = coupling_chain(backend.device, base.qubits)
+        chain, ring = backend.coupling_chain(base.qubits)
         cell = replace(base, entanglement="ring" if ring else "linear", pairs=None)
         return Setting(backend, level, entanglement, cell, tuple(chain))
     return Setting(backend, level, entanglement, replace(base, entanglement=entanglement,
@@ -89,7 +115,7 @@ def _row(s: Setting, steps: int, lg: Logical, m: dict[str, float], *, source: st
     ints = {k: int(round(m[k])) for k in ("isa_depth", "ops_1q", "ops_2q", "depth_2q", "swaps")}
     ints["depth_2q"] = min(ints["depth_2q"], ints["ops_2q"])  # separate fits must stay consistent
     return {"backend": s.backend.name, "optimization_level": s.optimization_level,
-            "entanglement": s.entanglement, "qubits": s.cell.qubits, "steps": steps,
+            "entanglement": s.entanglement, "qubits": s.qubits, "steps": steps,
             "source": source, "logical_depth": lg.depth, "logical_1q": lg.ops_1q,
             "logical_2q": lg.ops_2q, **ints,
             "layout": list(c.layout) if c else None, "final_layout": list(c.final) if c else None,
@@ -106,8 +132,8 @@ def series(s: Setting, steps: Iterable[int], *, transpile_max: int = 64, seed: i
     if transpile_max < 2:
         raise ValueError(f"--transpile-max {transpile_max}: must be >= 2 (two lengths to fit)")
     steps = sorted(set(steps))
-    cell: CellTemplate = qlam_cell(s.cell)
-    target, lvl = s.backend.target, s.optimization_level
+    cell: CellTemplate = s.template
+    target, lvl = s.backend.qiskit_target, s.optimization_level
     hi, lo = transpile_max, transpile_max // 2
     done: dict[int, Costed] = {}
     layout, total = s.layout, 0.0
@@ -132,7 +158,7 @@ def series(s: Setting, steps: Iterable[int], *, transpile_max: int = 64, seed: i
     cache = logical_cache if logical_cache is not None else {}
     rows = []
     for t in steps:
-        key = (s.cell, t)
+        key = (s.cell if isinstance(s.cell, CellConfig) else id(s.cell), t)  # custom: by object
         if key not in cache:
             cache[key] = logical(cell, t)
         if t in done:

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .checkpoint import save_json, save_jsonl, save_torch
+from ..io import CHECKPOINT, load_checkpoint, save_json, save_jsonl, save_torch
 
 Tensor = torch.Tensor
 
@@ -102,15 +102,16 @@ def seed_everything(seed: int) -> None:
 
 
 def train(model: nn.Module, data: Any, cfg: TrainConfig, out: str | Path, *,
-          meta: dict | None = None, resume: bool = False, progress: bool = True) -> dict:
+          meta: dict | None = None, resume: bool | dict = False, progress: bool = True) -> dict:
     """Train on ``data`` (a TaskData), writing checkpoint.pt, metrics.jsonl and result.json to ``out``.
 
-    With ``resume`` the checkpoint in ``out`` is loaded and training continues from the epoch after
-    it, restoring optimiser, schedule and RNG state, so the final weights equal an uninterrupted run.
+    With ``resume`` (True, or the checkpoint already loaded) training continues from the epoch after
+    the checkpoint in ``out``, restoring optimiser, schedule and RNG state, so the final weights
+    equal an uninterrupted run.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    ckpt_path = out / "checkpoint.pt"
+    ckpt_path = out / CHECKPOINT
     device = torch.device(cfg.device)
     model.to(device)
     opt = torch.optim.AdamW(param_groups(model, cfg), betas=(0.9, 0.98))
@@ -120,7 +121,7 @@ def train(model: nn.Module, data: Any, cfg: TrainConfig, out: str | Path, *,
     metrics: list[dict] = []
     start_epoch, train_seconds = 0, 0.0
     if resume:
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        state = resume if isinstance(resume, dict) else load_checkpoint(ckpt_path)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])

@@ -1,0 +1,153 @@
+"""A training run as the CLI starts it: presets merged with options, or a checkpoint resumed,
+the backend checked, the model built, then trained on the exact engine or on primitives.
+
+``plan_run`` and ``resume_run`` turn options into a ``RunPlan`` (all checks happen there, before
+any data is loaded or any file is written); ``execute`` trains it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, fields, replace
+from pathlib import Path
+from typing import Any, Callable
+
+from ..backends import resolve_backend
+from ..circuits.cell import CellTemplate
+from ..data import DataSpec
+from ..errors import QLAMError
+from ..io import CHECKPOINT, load_checkpoint
+from ..models import ModelConfig, QLAMClassifier
+from ..models.baselines import BASELINES, BaselineClassifier
+from .loop import TrainConfig, seed_everything, train
+from .plan import PrimitiveOptions, RunPlan, cell_record, stored_cell
+from .presets import preset
+from .primitives import train_primitives
+
+MODEL_KINDS = ("qlam",) + BASELINES
+"""``--model`` choices: QLAM or a classical baseline in the same frame."""
+
+
+def default_out(task: str) -> Path:
+    """A new run folder under ./runs/ named after the task and the time."""
+    return Path("runs") / f"{task}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+CELL_FIELDS = ("qubits", "depth", "entanglement", "entangler", "encoding")
+"""ModelConfig fields that shape the QLAM cell: a user's own cell circuit replaces them."""
+
+
+def plan_run(*, spec: DataSpec, backend: str, kind: str = "qlam", model: dict | None = None,
+             train: dict | None = None, position: bool | None = None, seed: int = 0,
+             device: str = "cpu", out: str | Path | None = None,
+             primitives: PrimitiveOptions = PrimitiveOptions(),
+             cell: CellTemplate | None = None) -> RunPlan:
+    """A new run: the task preset, overridden by the options given (None means "not given");
+    ``cell``, a user's own cell circuit, replaces the QLAM cell in every layer."""
+    model = {k: v for k, v in (model or {}).items() if v is not None}
+    if cell is not None:
+        clash = [f"--{k.replace('_', '-')}" for k in CELL_FIELDS if k in model]
+        if clash or kind != "qlam":
+            raise QLAMError(f"--cell brings its own circuit: drop {', '.join(clash) or '--model ' + kind}")
+        model.update(cell="custom", qubits=cell.num_qubits)
+    train = {k: v for k, v in (train or {}).items() if v is not None}
+    unknown = set(model) - {f.name for f in fields(ModelConfig)}
+    if unknown:
+        raise QLAMError(f"unknown model option(s) {', '.join(sorted(unknown))}")
+    if kind not in MODEL_KINDS:
+        raise QLAMError(f"unknown model {kind!r}; choose one of {', '.join(MODEL_KINDS)}")
+    b = resolve_backend(backend, seed=seed)
+    if b.exact and primitives.given():
+        raise QLAMError(f"{'/'.join(primitives.given())} apply to primitives backends (aer, "
+                        "fake_<device>, ...); drop them or choose such a --backend")
+    p = preset(spec.task, spec.downsample)
+    mcfg = ModelConfig(**{**p["model"], **model})
+    tcfg = TrainConfig(**{**p["train"], **train, "seed": seed, "device": device})
+    out = Path(out) if out else default_out(spec.task)
+    if (out / CHECKPOINT).exists():
+        raise FileExistsError(f"{out} already holds a run; pass --resume to continue it or "
+                              "choose another --out")
+    plan = RunPlan(spec, kind, mcfg, tcfg, b, out, p["position"] if position is None else position,
+                   primitives, cell=cell)
+    if not b.exact:
+        b.require()  # GPU / account / network problems before anything else
+        _hardware_shape(plan, model)
+    elif mcfg.entanglement == "coupling":
+        raise QLAMError("--entanglement coupling follows a device's coupling map: use --backend "
+                        "fake_<device> or ibm_<device>")
+    return plan
+
+
+def _hardware_shape(plan: RunPlan, given: dict) -> None:
+    """Primitives backends train the hardware-compatible QLAM (one memory read at the end); an
+    ``entanglement`` of "coupling" becomes a ring or path of natively coupled device qubits."""
+    if plan.kind != "qlam":
+        raise QLAMError(f"--model {plan.kind} has no circuit; primitives backends run QLAM")
+    bad = [f"--{k} {given[k]}" for k in ("layers", "heads") if given.get(k) not in (None, 1)]
+    if bad or given.get("pool") == "mean":
+        raise QLAMError(f"{' '.join(bad) or '--pool mean'}: primitives backends train the "
+                        "hardware-compatible QLAM (--layers 1 --heads 1 --pool last); drop the option")
+    m = plan.model
+    m.layers, m.heads, m.pool = 1, 1, "last"
+    if m.entanglement == "coupling":
+        layout, ring = plan.backend.coupling_chain(m.qubits)
+        m.entanglement = "ring" if ring else "linear"
+        plan.primitives = replace(plan.primitives, layout=layout,
+                                  transpile=replace(plan.primitives.transpile,
+                                                    initial_layout=layout))
+
+
+def resume_run(out: str | Path, *, backend: str | None = None, device: str = "cpu",
+               epochs: int | None = None, data_dir: str | None = None) -> RunPlan:
+    """Continue the run in ``out`` with the settings it was started with (``epochs`` may grow)."""
+    ckpt = Path(out) / CHECKPOINT
+    if not ckpt.is_file():
+        raise FileNotFoundError(f"{ckpt} not found: nothing to resume; drop --resume")
+    state = load_checkpoint(ckpt)
+    saved = state.get("backend", "statevector")
+    if backend is not None and backend != saved:
+        raise QLAMError(f"{out} was trained on {saved}: resume with --backend {saved} or drop "
+                        "--backend")
+    b = resolve_backend(saved, seed=state["train_config"].get("seed"))
+    mcfg = ModelConfig(**state["model_config"])
+    tcfg = TrainConfig(**{**state["train_config"], "device": device})
+    if epochs:
+        tcfg.epochs = epochs
+    prim = PrimitiveOptions() if b.exact else PrimitiveOptions.from_record(state)
+    if not b.exact:
+        b.require()
+    return RunPlan(DataSpec.from_record(state["data"], data_dir=data_dir),
+                   state.get("model_kind", "qlam"), mcfg, tcfg, b, Path(out), mcfg.max_len > 0,
+                   prim, state, stored_cell(state))
+
+
+def build_model(kind: str, cfg: ModelConfig, cell: CellTemplate | None = None) -> Any:
+    """The classifier a run trains: QLAM (with the user's own cell, if any) or a baseline."""
+    return QLAMClassifier(cfg, cell=cell) if kind == "qlam" else BaselineClassifier(kind, cfg)
+
+
+def execute(plan: RunPlan, *, progress: bool = True,
+            echo: Callable[[str], None] = print) -> dict:
+    """Load the data, build the model, print the header line, train; returns result.json's dict."""
+    if not plan.backend.exact:
+        return train_primitives(plan, progress=progress, echo=echo)
+    data = plan.spec.load(plan.train.seed)
+    mcfg = plan.model
+    mcfg.d_input, mcfg.num_classes = data.channels, data.num_classes
+    if not plan.resume:
+        mcfg.max_len = data.seq_len if plan.position else 0
+    seed_everything(plan.train.seed)
+    model = build_model(plan.kind, mcfg, plan.cell)
+    n_params = sum(p.numel() for p in model.parameters())
+    import torch
+
+    echo(f"qlam-qiskit run: task {plan.spec.task} ({len(data.x_train)} train / {len(data.x_val)} "
+         f"val / {len(data.x_test)} test, T={data.seq_len}, C={data.channels}), backend "
+         f"{plan.backend.name}, model {plan.kind}: {mcfg.layers} layer(s) x {mcfg.heads} memories "
+         f"x {mcfg.qubits} qubits, {n_params:,} parameters, {plan.train.epochs} epochs, device "
+         f"{plan.train.device}, {torch.get_num_threads()} thread(s) -> {plan.out}")
+    meta = {"model": plan.kind, "model_kind": plan.kind, "backend": plan.backend.name,
+            "model_config": asdict(model.config), "data": plan.spec.record(data),
+            **cell_record(plan.cell)}
+    return train(model, data, plan.train, plan.out, meta=meta,
+                 resume=plan.state if plan.resume else False, progress=progress)

@@ -1,0 +1,110 @@
+"""``qlam-qiskit bench``: planning, parameter matching, a tiny grid end to end, resume, report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from datafiles import make_mnist
+
+from qlam_qiskit.bench import PROTOCOLS, plan
+from qlam_qiskit.bench.grid import _num_params, command
+from qlam_qiskit.cli.main import main
+
+
+def test_cpu_protocol_matches_parameter_counts_within_ten_percent() -> None:
+    p = PROTOCOLS["cpu"]
+    cells = plan(p)
+    assert len(cells) == len(p.tasks) * len(p.models) * len(p.seeds) * len(p.downsample)
+    assert len({c.name for c in cells}) == len(cells)
+    for task in p.tasks:
+        width = {c.model: c.d_model for c in cells if c.task == task}
+        target = _num_params("qlam", task, p.downsample[0], width["qlam"], p.gray)
+        for model, d in width.items():
+            n = _num_params(model, task, p.downsample[0], d, p.gray)
+            assert abs(n - target) / target < 0.10, (task, model, n, target)
+
+
+def test_command_resumes_from_a_checkpoint(tmp_path: Path) -> None:
+    cell = plan(PROTOCOLS["cpu"])[0]
+    fresh = command(cell, PROTOCOLS["cpu"], tmp_path, data_dir="d", threads=1)
+    assert "--resume" not in fresh and fresh[fresh.index("--downsample") + 1] == "2"
+    assert fresh[fresh.index("--d-model") + 1] == str(cell.d_model)
+    (tmp_path / "checkpoint.pt").write_bytes(b"x")
+    again = command(cell, PROTOCOLS["cpu"], tmp_path, data_dir="d", threads=1)
+    assert again[-1] == "--resume" and "--task" not in again
+
+
+def _bench(*args) -> object:
+    return CliRunner().invoke(main, ["bench", *[str(a) for a in args]])
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory) -> tuple[Path, Path, list[str]]:
+    """A 2-model x 2-downsampling grid on a generated MNIST folder, one epoch each."""
+    root = tmp_path_factory.mktemp("bench")
+    make_mnist(root / "mnist")
+    out = root / "grid"
+    args = ["--tasks", "smnist", "--models", "qlam,gru", "--seeds", "0", "--downsample", "7,4",
+            "--epochs", "1", "--limit-train", "27", "--limit-test", "10", "--jobs", "2",
+            "--data-dir", root, "--out", out]
+    res = _bench(*args)
+    assert res.exit_code == 0, res.output
+    return root, out, args
+
+
+def test_grid_writes_table_json_and_plots(grid) -> None:
+    _, out, _ = grid
+    assert len(list((out / "runs").glob("*/result.json"))) == 4
+    table = (out / "table.md").read_text()
+    assert "smnist (T=16)" in table and "smnist (T=49)" in table and "| qlam |" in table
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert {(r["model"], r["seq_len"]) for r in rows} == {(m, t) for m in ("qlam", "gru")
+                                                          for t in (16, 49)}
+    assert all(r["seeds"] == 1 and 0 <= r["test_acc"] <= 100 for r in rows)
+    for png in ("learning_curves.png", "accuracy_vs_length.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_rerun_skips_finished_and_resumes_cut_short_runs(grid) -> None:
+    _, out, args = grid
+    done = out / "runs" / "smnist-d4-gru-s0"
+    (done / "result.json").unlink()  # as if cut short after its last checkpoint
+    kept = out / "runs" / "smnist-d4-qlam-s0" / "result.json"
+    stamp = kept.stat().st_mtime_ns
+    res = _bench(*args)
+    assert res.exit_code == 0, res.output
+    assert (done / "result.json").is_file() and kept.stat().st_mtime_ns == stamp
+    assert (done / "run.log").read_text().count("qlam-qiskit run:") == 2  # resumed, not redone
+    assert len((done / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_seeds_are_averaged_with_their_spread(tmp_path: Path) -> None:
+    from qlam_qiskit.bench.report import summarise
+    for seed, acc in ((0, 0.5), (1, 0.7)):
+        run = tmp_path / "runs" / f"smnist-d2-ssm-s{seed}"
+        run.mkdir(parents=True)
+        (run / "metrics.jsonl").write_text(json.dumps({"val_acc": acc}) + "\n")
+        (run / "result.json").write_text(json.dumps({
+            "data": {"task": "smnist"}, "seq_len": 196, "model_kind": "ssm", "test_accuracy": acc,
+            "val_accuracy": acc, "num_params": 100, "model_config": {"d_model": 8},
+            "train_seconds": 1.0, "sample_steps_per_s": 10.0, "train_size": 9, "test_size": 9,
+            "epochs": 1}))
+    table, files = summarise(tmp_path, PROTOCOLS["cpu"])
+    row = json.loads((tmp_path / "results.json").read_text())["rows"][0]
+    assert row["test_acc"] == pytest.approx(60.0) and row["test_acc_std"] == pytest.approx(14.142, abs=1e-3)
+    assert "60.0 ± 14.1 (2)" in table and len(files) == 3
+
+
+def test_other_settings_in_the_same_folder_are_refused(grid) -> None:
+    _, out, args = grid
+    res = _bench(*[a if a != "1" else "2" for a in args])  # --epochs 2
+    assert res.exit_code != 0 and "other settings" in res.output and "Traceback" not in res.output
+
+
+@pytest.mark.parametrize("bad", [["--models", "qlam,foo"], ["--seeds", "a"], ["--downsample", "0"]])
+def test_bad_options_are_one_line(bad, tmp_path: Path) -> None:
+    res = _bench(*bad, "--out", tmp_path / "g", "--dry-run")
+    assert res.exit_code != 0 and "Traceback" not in res.output
