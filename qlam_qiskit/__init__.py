@@ -20,12 +20,12 @@ from .errors import QLAMError
 from .models import ModelConfig, QLAMClassifier, QLAMLayer
 from .models.primitive import PrimitiveQLAM, attach_backend
 from .models.reference import qlam_layer_ref
-from .training.loop import TrainConfig, train
+from .training.loop import TrainConfig, param_groups, train
 
 __version__ = "0.1.0"
 
 __all__ = ["Backend", "CellConfig", "CellTemplate", "DataSpec", "ModelConfig", "PrimitiveQLAM",
            "QLAMClassifier", "QLAMError", "QLAMLayer", "ReadoutEngine", "SequenceEngine",
-           "TrainConfig", "attach_backend", "cell_from_circuit", "load_cell", "load_task",
+           "TrainConfig", "attach_backend", "param_groups", "cell_from_circuit", "load_cell", "load_task",
            "qlam_cell", "qlam_layer_ref", "qlam_readout", "qlam_sequence", "query_observables",
            "resolve_backend", "save_cell", "train"]
