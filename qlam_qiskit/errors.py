@@ -27,3 +27,8 @@ class BackendError(QLAMError):
 
 class CheckpointError(QLAMError):
     """A checkpoint that is missing, unreadable or not a qlam-qiskit run."""
+
+
+class StorageError(QLAMError):
+    """A file or folder that cannot be written: disk full, no permission, read-only, too little
+    free space, or a run folder another live run holds; names the path and the fix."""

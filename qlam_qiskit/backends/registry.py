@@ -184,16 +184,17 @@ class AerBackend(Backend):
 class AerGpuBackend(AerBackend):
     pattern = "aer_gpu"
     summary = "Qiskit Aer EstimatorV2 on an NVIDIA GPU"
-    needs = ("qiskit-aer-gpu instead of qiskit-aer (pip install 'qlam-qiskit[gpu]') and an "
-             "NVIDIA GPU")
+    needs = ("qiskit-aer-gpu instead of qiskit-aer (pip install 'qlam-qiskit[gpu]'), an NVIDIA "
+             "GPU and the CUDA runtime of its build: 0.18 wheels are CUDA 12 (they run on CUDA 12 "
+             "and 13 drivers; qiskit-aer-gpu-cu11 for CUDA 11; no CUDA 13 build upstream)")
     kind = "aer_gpu"
     device = "GPU"
 
     def problem(self) -> str | None:
-        from .primitives.devices import gpu_problem, has_module
+        """Why Aer cannot run on a GPU here, in one line (``devices.gpu_problem``: the build, the
+        driver and CUDA majors it needs against those found, and a real run)."""
+        from .primitives.devices import gpu_problem
 
-        if not has_module("qiskit_aer"):
-            return "qiskit-aer-gpu not installed"
         why = gpu_problem()
         return None if why is None else why.split(": ", 1)[-1]
 

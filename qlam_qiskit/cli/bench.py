@@ -15,7 +15,8 @@ from ..bench.protocol import MODELS
 from ..data import DATA_ENV, TASKS
 from ..errors import QLAMError
 from ..io import save_json
-from .common import check_device, int_list, name_list, user_errors
+from ..training.loop import check_device
+from .common import int_list, name_list, user_errors
 
 BENCH_TASKS = tuple(t for t in TASKS if t != "mnist-mini")
 """Tasks a grid can run: the full-length ones."""

@@ -13,7 +13,8 @@ from ..backends.primitives.devices import network_problem
 from ..backends.primitives.estimator import RuntimeOptions
 from ..backends.primitives.transpile import TranspileOptions
 from ..deploy import FORMATS, evaluate_on, export_sample
-from ..io import load_checkpoint, save_json
+from ..deploy.account import save_account
+from ..io import check_writable, load_checkpoint, save_json
 from .common import user_errors
 
 TOKEN_ENV = "QISKIT_IBM_TOKEN"
@@ -38,6 +39,8 @@ def eval_cmd(checkpoint, backend, limit, shots, precision, resilience_level, dd,
              optimization_level, seed, batch_size, out) -> None:
     """Evaluate statevector-trained weights on a backend: accuracy and drop vs exact."""
     state = load_checkpoint(checkpoint)
+    if out:
+        check_writable(out)  # before any job is paid for
     layout = state.get("layout")
     rt = RuntimeOptions(shots=shots, precision=precision, seed=seed,
                         resilience_level=resilience_level, dynamical_decoupling=dd,
@@ -63,7 +66,9 @@ def eval_cmd(checkpoint, backend, limit, shots, precision, resilience_level, dd,
 @user_errors
 def export_cmd(checkpoint, sample, fmt, out) -> None:
     """Write one input's bound circuit, its observables and the exact expectation values."""
-    info = export_sample(load_checkpoint(checkpoint), sample, fmt, Path(out))
+    state = load_checkpoint(checkpoint)
+    check_writable(out)
+    info = export_sample(state, sample, fmt, Path(out))
     click.echo(f"wrote {info['circuit']} with {info['observables']} observables and the "
                f"exact engine's values to {out}")
 
@@ -78,22 +83,19 @@ def account() -> None:
 @click.option("--name", help="Save under this account name.")
 @click.option("--overwrite", is_flag=True, help="Replace an account saved before.")
 @click.option("--filename", type=click.Path(dir_okay=False), help="Accounts file to write.")
+@user_errors
 def account_save(channel, instance, name, overwrite, filename) -> None:
-    """Save a token with QiskitRuntimeService.save_account (prompt or QISKIT_IBM_TOKEN)."""
-    from qiskit_ibm_runtime import QiskitRuntimeService
+    """Save a token with QiskitRuntimeService.save_account (prompt or QISKIT_IBM_TOKEN).
 
+    The accounts file is readable by you only (0600). Without --name the account becomes the
+    default; --name saves another one beside it (the first one saved becomes the default)."""
     token = os.environ.get(TOKEN_ENV) or click.prompt("IBM Quantum API key", hide_input=True,
                                                       show_default=False)
     try:
-        QiskitRuntimeService.save_account(token=token.strip(), channel=channel,
-                                          instance=instance, name=name, overwrite=overwrite,
-                                          filename=filename, set_as_default=True)
-    except Exception as err:  # noqa: BLE001 - never print the token: only the error type
-        msg = str(err).replace(token, "***").splitlines()[0] if str(err) else ""
-        raise click.ClickException(f"could not save the account: {type(err).__name__}"
-                                   f"{': ' + msg if msg else ''}") from None
+        saved = save_account(token, channel=channel, instance=instance, name=name,
+                             overwrite=overwrite, filename=filename)
     finally:
         token = None  # noqa: F841 - drop the reference as soon as it is used
     problem = network_problem()
-    click.echo("account saved" + (f"; not verified: {problem}" if problem else
-                                  "; verify with `qlam-qiskit backends`"))
+    click.echo(saved + (f"; not verified: {problem}" if problem else
+                        "; verify with `qlam-qiskit backends`"))

@@ -11,7 +11,7 @@ from ..backends import Backend, generic_backend, resolve_backend
 from ..circuits.cell import ENCODINGS, ENTANGLERS, ENTANGLEMENTS, CellConfig, CellTemplate
 from ..circuits.custom import cell_info
 from ..errors import QLAMError
-from ..io import load_checkpoint, save_json, save_text
+from ..io import check_writable, load_checkpoint, save_json, save_text
 from ..models.qlam import ModelConfig
 from ..training.plan import stored_cell
 from .common import int_list, name_list, user_errors
@@ -122,11 +122,13 @@ def report_cmd(ctx, backends, coupling_map, basis_gates, noise, checkpoint, qubi
     from ..reports.scaling import series, setting
 
     t0 = time.perf_counter()
+    out = Path(out) if out else Path("runs") / f"report-{time.strftime('%Y%m%d-%H%M%S')}"
     step_list = tuple(sorted(set(int_list(steps, "--steps", 1, example=DEFAULT_STEPS))))
     level_list = tuple(sorted(set(int_list(levels, "--optimization-level", 0, 3, example="0,1"))))
     notes: list[str] = []
     cell, layouts, ent = _cell_and_layouts(checkpoint, qubits, depth, entangler, encoding,
                                            notes)
+    check_writable(out)  # before minutes of transpiling
     allowed = ("custom", "coupling") if ent == "custom" else ENTANGLEMENT_CHOICES
     ents = name_list(entanglement, allowed, "--entanglement") if entanglement else (ent,)
     targets = _backends(backends, basis_gates, coupling_map, noise)
@@ -147,7 +149,6 @@ def report_cmd(ctx, backends, coupling_map, basis_gates, noise, checkpoint, qubi
         "qubits": cell.qubits, "depth": cell.depth, "entangler": cell.entangler,
         "encoding": cell.encoding}
     cell_d["checkpoint"] = str(checkpoint) if checkpoint else None
-    out = Path(out) if out else Path("runs") / f"report-{time.strftime('%Y%m%d-%H%M%S')}"
     text = markdown(all_series, cell_d, notes)
     pngs = write_plots(all_series, out)
     options = {"backends": [b.name for b in targets], "entanglement": list(ents),
@@ -186,6 +187,8 @@ def budget_cmd(backends, coupling_map, basis_gates, noise, checkpoint, qubits, d
 
     t0 = time.perf_counter()
     cell, layouts, ent = _cell_and_layouts(checkpoint, qubits, depth, entangler, encoding)
+    if out:
+        check_writable(out)
     targets = _backends(backends, basis_gates, coupling_map, noise)
     answers = [budget(b, cell, entanglement=entanglement or ent, level=level,
                       min_fidelity=min_fidelity, idle=estimate == "idle",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from ..backends import EXACT, backend_names
@@ -12,16 +14,33 @@ from ..backends.primitives.transpile import TranspileOptions
 from ..circuits.cell import ENCODINGS, ENTANGLEMENTS, ENTANGLERS
 from ..circuits.custom import load_cell
 from ..data import DATA_ENV, DEFAULT_TASK, TASKS, DataSpec
-from ..errors import QLAMError
+from ..errors import BackendError, QLAMError, StorageError
+from ..io import CHECKPOINT
 from ..models.qlam import POOLS
 from ..training import runtime
 from ..training.plan import SCOPES, PrimitiveOptions
 from ..training.run import MODEL_KINDS, execute, plan_run, resume_run
-from .common import check_device, user_errors
+from .common import Failure, Terminated, fail, interrupted, user_errors
 
 MODEL_OPTIONS = ("qubits", "heads", "layers", "queries", "d_model", "depth", "entanglement",
                  "entangler", "encoding", "dtype", "kernel", "pool")
 """``run`` options that set ModelConfig fields (None when not given: the task preset decides)."""
+RESUME_OPTIONS = ("out", "resume", "epochs", "backend", "device", "threads", "data_dir", "quiet")
+"""What may be given with --resume; a resumed run keeps every other setting of its checkpoint."""
+
+
+def given_with_resume() -> list[str]:
+    """The options given on the command line that --resume does not take, as flags."""
+    ctx = click.get_current_context()
+    return [p.opts[0] for p in ctx.command.params if p.name not in RESUME_OPTIONS
+            and ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE]
+
+
+def next_step(out) -> str:
+    """What to run after a run stopped: resume from its checkpoint, or start it again."""
+    if out is not None and (Path(out) / CHECKPOINT).is_file():
+        return f"continue with: qlam-qiskit run --resume --out {out}"
+    return "no epoch was saved: run the same command again"
 
 
 @click.command("run")
@@ -94,30 +113,36 @@ def run_cmd(task, data_dir, gray, downsample, backend, kind, position, epochs, b
             train_scope, gradient, shots, optimization_level, resilience_level, dd, twirling,
             cell_file, **model) -> None:
     """Train a QLAM classifier on a sequence task and report its test accuracy."""
-    check_device(device)
-    runtime.configure(threads)
-    if resume:
-        if not out:
-            raise QLAMError("--resume needs --out DIR pointing at the run to continue")
-        if cell_file:
-            raise QLAMError("--cell: a resumed run keeps the cell stored in its checkpoint; drop --cell")
-        given = backend if backend != EXACT else None
-        plan = resume_run(out, backend=given, device=device, epochs=epochs, data_dir=data_dir)
-    else:
-        prim = PrimitiveOptions(train_scope, gradient, TranspileOptions(optimization_level, seed),
-                                RuntimeOptions(shots=shots, seed=seed,
-                                               resilience_level=resilience_level,
-                                               dynamical_decoupling=dd, twirling=twirling))
-        spec = DataSpec(task, data_dir, gray, downsample, patch, limit_train, limit_test)
-        train = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "circuit_lr": circuit_lr}
-        plan = plan_run(spec=spec, backend=backend, kind=kind, model=model, train=train,
-                        position=position, seed=seed, device=device, out=out, primitives=prim,
-                        cell=load_cell(cell_file) if cell_file else None)
+    plan = None
     try:
+        runtime.configure(threads)
+        if resume:
+            if not out:
+                raise QLAMError("--resume needs --out DIR pointing at the run to continue")
+            given = backend if backend != EXACT else None
+            plan = resume_run(out, backend=given, device=device, epochs=epochs, data_dir=data_dir)
+            extra = given_with_resume()
+            if extra:
+                raise QLAMError(f"{' '.join(extra)}: a resumed run keeps the settings of its "
+                                "checkpoint; drop them (with --resume only --epochs, --device, "
+                                "--threads, --data-dir and --quiet apply)")
+        else:
+            prim = PrimitiveOptions(train_scope, gradient, TranspileOptions(optimization_level, seed),
+                                    RuntimeOptions(shots=shots, seed=seed,
+                                                   resilience_level=resilience_level,
+                                                   dynamical_decoupling=dd, twirling=twirling))
+            spec = DataSpec(task, data_dir, gray, downsample, patch, limit_train, limit_test)
+            train = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "circuit_lr": circuit_lr}
+            plan = plan_run(spec=spec, backend=backend, kind=kind, model=model, train=train,
+                            position=position, seed=seed, device=device, out=out, primitives=prim,
+                            cell=load_cell(cell_file) if cell_file else None)
         result = execute(plan, progress=not quiet, echo=click.echo)
-    except KeyboardInterrupt:
-        raise click.ClickException(f"interrupted; continue with: qlam-qiskit run --resume "
-                                   f"--out {plan.out}") from None
+    except (KeyboardInterrupt, Terminated) as err:
+        raise interrupted(err, next_step(plan.out if plan else out)) from None
+    except (StorageError, BackendError) as err:  # the disk or the device: fix it, then go on
+        if plan is None:
+            raise
+        raise Failure(f"{fail(err).message}; then {next_step(plan.out)}") from None
     where = "" if plan.backend.exact else f" on {plan.backend.name}"
     click.echo(f"test accuracy {result['test_accuracy']:.4f} (val {result['val_accuracy']:.4f}) "
                f"after {result['epochs']} epochs{where}, {result['train_seconds']:.0f}s training; "

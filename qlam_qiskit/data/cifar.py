@@ -51,6 +51,8 @@ def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
         )
     y = y.astype(np.int64)  # (N,)
     check_labels(y, 10, path)
+    if len(x) == 0:
+        raise DataError(f"npz file {path} holds no images: rebuild the file")
     return x, y  # (N, 32, 32, 3), (N,)
 
 
@@ -75,6 +77,9 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
             f"bad CIFAR batch {path}: data {data.dtype} {list(data.shape)}, labels {list(labels.shape)}; "
             "expected uint8 [N,3072] and N labels; download it again"
         )
+    if len(data) == 0:
+        raise DataError(f"CIFAR batch {path} holds no images: download and extract "
+                        "cifar-10-python.tar.gz again")
     x = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)  # (N, 3, 32, 32) -> (N, 32, 32, 3)
     y = labels.astype(np.int64)  # (N,)
     check_labels(y, 10, path)

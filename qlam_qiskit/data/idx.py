@@ -119,4 +119,7 @@ def load_idx_split(
             "use files from the same release"
         )
     check_labels(labels, num_classes, paths[1])
+    if len(images) == 0:
+        raise DataError(f"{paths[0]} holds no images: the file is empty or damaged; download it "
+                        "again")
     return images, labels

@@ -145,7 +145,7 @@ def _to_sequences(images: np.ndarray, task: str, gray: bool, downsample: int = 1
     if downsample > 1:
         k = downsample
         h, w = img.shape[1] // k, img.shape[2] // k
-        img = img[:, :h * k, :w * k].reshape(n, h, k, w, k, -1).mean(axis=(2, 4))
+        img = img[:, :h * k, :w * k].reshape(n, h, k, w, k, img.shape[3]).mean(axis=(2, 4))
     seq = img.reshape(n, img.shape[1] * img.shape[2], img.shape[3])  # (N, T, C) row-major
     if task == "scifar10" and gray:
         seq = (seq @ LUMA)[:, :, None]  # (N, T, 1)
@@ -167,10 +167,11 @@ def load_task(
 ) -> TaskData:
     """Load a task as normalised (N, T, C) sequences with a seeded validation split carved from train.
 
-    Validation takes ``round(val_fraction * N)`` examples of the shuffled train split before any limit;
-    ``limit_train`` keeps the first k of the rest and caps validation at ``max(1, limit_train // 9)``;
-    ``limit_test`` keeps the first k of a seeded shuffle of test. Channel mean/std come from the final
-    train split. ``downsample`` > 1 averages k×k pixel blocks (shorter sequences for quick
+    Validation takes ``round(val_fraction * N)`` (at least 1) examples of the shuffled train split
+    before any limit; ``limit_train`` keeps the first k of the rest and caps validation at
+    ``max(1, limit_train // 9)``; ``limit_test`` keeps the first k of a seeded shuffle of test.
+    Every split holds at least one image (fewer than 2 training images, or an empty file, is a
+    DataError naming the file). Channel mean/std come from the final train split. ``downsample`` > 1 averages k×k pixel blocks (shorter sequences for quick
     protocols; not the published tasks). ``psmnist`` uses the fixed pixel order ``PSMNIST_PERMUTATION``
     (``np.random.default_rng(20260605).permutation(784)``).
     """
@@ -188,19 +189,22 @@ def load_task(
 
     if name == "mnist-mini":
         x_tr, y_tr, x_te, y_te = _load_embedded()
-        class_names = DIGITS
+        class_names, where = DIGITS, EMBEDDED_PATH
     else:
         folder = _resolve_dir(name, data_dir)
-        class_names = _SOURCES[name][1]
+        class_names, where = _SOURCES[name][1], folder
         if name == "scifar10":
             x_tr, y_tr, x_te, y_te = load_cifar(folder)
         else:
             x_tr, y_tr = load_idx_split(folder, "train")
             x_te, y_te = load_idx_split(folder, "t10k")
+    if len(x_tr) < 2:
+        raise DataError(f"only {len(x_tr)} training image(s) in {where}: a run needs at least 2 "
+                        "(one goes to the validation split); use the task's full files")
 
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(x_tr))
-    n_val = int(round(val_fraction * len(x_tr)))
+    n_val = max(1, int(round(val_fraction * len(x_tr)))) if val_fraction > 0 else 0
     val_idx, train_idx = order[:n_val], order[n_val:]
     if limit_train is not None:
         train_idx = train_idx[:limit_train]

@@ -17,23 +17,27 @@ from ..backends.primitives.transpile import TranspileOptions
 from ..circuits.readout import query_observables
 from ..circuits.sequence import sequence_parameter_values
 from ..data import DataSpec
-from ..errors import QLAMError
-from ..models import ModelConfig, QLAMClassifier
+from ..errors import CheckpointError, QLAMError
+from ..models import QLAMClassifier
 from ..models.primitive import PrimitiveQLAM, hardware_problem, sequence_template
-from ..training.plan import stored_cell
+from ..training.plan import stored_cell, stored_configs
 
 
 def load_models(state: dict) -> tuple[QLAMClassifier, PrimitiveQLAM]:
     """The exact model (complex128, float64) and the primitives model, both with its weights."""
-    cfg = ModelConfig(**state["model_config"])
+    cfg, _ = stored_configs(state, "the checkpoint")
     problem = hardware_problem(cfg, state.get("model_kind", "qlam"))
     if problem:
         raise QLAMError(problem)
     cfg64, cell = replace(cfg, dtype="complex128"), stored_cell(state)
     exact = QLAMClassifier(cfg64, cell=cell).double()
     prim = PrimitiveQLAM(cfg64, cell=cell).double()
-    exact.load_state_dict(state["model"])
-    prim.load_state_dict(state["model"])
+    try:
+        exact.load_state_dict(state["model"])
+        prim.load_state_dict(state["model"])
+    except (RuntimeError, TypeError) as err:
+        raise CheckpointError(f"the checkpoint's weights do not match its model_config "
+                              f"({str(err).splitlines()[0][:120]})") from None
     return exact.eval(), prim.eval()
 
 

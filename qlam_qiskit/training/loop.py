@@ -14,7 +14,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..io import CHECKPOINT, load_checkpoint, save_json, save_jsonl, save_torch
+from ..errors import CheckpointError, QLAMError
+from ..io import CHECKPOINT, check_free_space, load_checkpoint, save_json, save_jsonl, save_torch
 
 Tensor = torch.Tensor
 
@@ -45,6 +46,42 @@ class TrainConfig:
     """Seed for initialisation, shuffling and dropout; CPU runs repeat exactly. Default: 0."""
     device: str = "cpu"
     """Torch device: cpu, cuda, cuda:N. Default: "cpu"."""
+
+
+def check_device(device: str) -> torch.device:
+    """The torch device a run trains on: cpu, cuda or cuda:N present here; anything else is one
+    QLAMError line naming the choices."""
+    kind, colon, index = device.partition(":")
+    if device == "cpu":
+        return torch.device("cpu")
+    if kind == "cuda" and (not colon or index.isdigit()):
+        if not torch.cuda.is_available():
+            raise QLAMError(f"--device {device}: no CUDA device is visible to torch here; "
+                            "use --device cpu or install a CUDA build of torch")
+        n = torch.cuda.device_count()
+        if index and int(index) >= n:
+            raise QLAMError(f"--device {device}: this machine has {n} CUDA device(s), "
+                            f"cuda:0..cuda:{n - 1}")
+        return torch.device(device)
+    raise QLAMError(f"--device {device}: choose cpu, cuda or cuda:N (the engine runs on CPUs "
+                    "and CUDA GPUs)")
+
+
+def checkpoint_bytes(model: nn.Module) -> int:
+    """About how large a checkpoint of ``model`` is: weights and buffers, AdamW's two moments of
+    every trainable parameter, a few hundred bytes of framing per tensor, 64 KiB for the rest."""
+    n = 64 * 1024
+    for p in model.parameters():
+        n += p.numel() * p.element_size() * (3 if p.requires_grad else 1) + 3 * 512
+    for b in model.buffers():
+        n += b.numel() * b.element_size() + 512
+    return n
+
+
+def check_run_space(out: str | Path, model: nn.Module) -> None:
+    """Refuse a run whose folder's disk cannot hold one more checkpoint (the previous one stays
+    until the next is complete) plus a megabyte for metrics and results."""
+    check_free_space(out, checkpoint_bytes(model) + (1 << 20))
 
 
 def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
@@ -122,10 +159,20 @@ def train(model: nn.Module, data: Any, cfg: TrainConfig, out: str | Path, *,
     start_epoch, train_seconds = 0, 0.0
     if resume:
         state = resume if isinstance(resume, dict) else load_checkpoint(ckpt_path)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"])
+        try:
+            model.load_state_dict(state["model"])
+        except (RuntimeError, KeyError, TypeError) as err:
+            raise CheckpointError(f"{ckpt_path}: its weights do not match its model_config "
+                                  f"({str(err).splitlines()[0][:120]}); rerun without --resume "
+                                  "into a new --out") from None
+        try:
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            torch.set_rng_state(state["rng"])
+        except (RuntimeError, KeyError, TypeError, ValueError) as err:
+            raise CheckpointError(f"{ckpt_path}: its optimizer, schedule or RNG state cannot be "
+                                  f"restored ({type(err).__name__}); rerun without --resume into "
+                                  "a new --out") from None
         metrics, start_epoch = state["metrics"], state["epoch"]
         train_seconds = state["train_seconds"]
     n_params = sum(p.numel() for p in model.parameters())

@@ -13,6 +13,7 @@ from ..backends.primitives.transpile import TranspileOptions
 from ..circuits.cell import CellTemplate
 from ..circuits.custom import cell_from_bytes, cell_info, cell_to_bytes
 from ..data import DataSpec
+from ..errors import CheckpointError
 from ..models import ModelConfig
 from .loop import TrainConfig
 
@@ -83,7 +84,24 @@ class RunPlan:
 def stored_cell(state: dict) -> CellTemplate | None:
     """The user's own cell circuit a checkpoint (or result.json) holds; None for the QLAM cell."""
     rec = state.get("cell")
-    return cell_from_bytes(base64.b64decode(rec["qpy_base64"])) if rec else None
+    if not rec:
+        return None
+    try:
+        return cell_from_bytes(base64.b64decode(rec["qpy_base64"]))
+    except Exception as err:  # noqa: BLE001 - a damaged record: one line, not a QPY traceback
+        raise CheckpointError(f"the checkpoint's cell circuit cannot be read "
+                              f"({type(err).__name__}); it is damaged") from None
+
+
+def stored_configs(state: dict, where: str | Path) -> tuple[ModelConfig, TrainConfig]:
+    """The model and training settings a checkpoint holds, or one CheckpointError line when
+    they are not this version's (an unknown or missing field)."""
+    try:
+        return ModelConfig(**state["model_config"]), TrainConfig(**state["train_config"])
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{where}: its model_config/train_config is not this version's "
+                              f"({str(err).splitlines()[0]}); use the qlam-qiskit that wrote "
+                              "it, or rerun into a new --out") from None
 
 
 def cell_record(cell: CellTemplate | None) -> dict:

@@ -12,7 +12,7 @@ import torch
 
 from ..io import save_json
 from ..models.primitive import PrimitiveQLAM, attach_backend
-from .loop import TrainConfig, seed_everything, train
+from .loop import TrainConfig, check_run_space, seed_everything, train
 from .plan import RunPlan, cell_record
 
 
@@ -53,12 +53,12 @@ def cost_report(model: PrimitiveQLAM, qnn: Any, data: Any, tcfg: TrainConfig, sc
             "estimated_seconds": est, "steps_per_epoch": steps}
 
 
-def train_primitives(plan: RunPlan, *, progress: bool = True,
+def train_primitives(plan: RunPlan, data: Any, *, progress: bool = True,
                      echo: Callable[[str], None] = print) -> dict:
-    """Train ``plan`` (a primitives backend) and write the same run files as an exact run."""
+    """Train ``plan`` (a primitives backend) on ``data`` (its loaded TaskData) and write the same
+    run files as an exact run, plus the job ledger on IBM devices."""
     backend, opts, mcfg, tcfg = plan.backend, plan.primitives, plan.model, plan.train
     backend.check_options(opts.runtime)
-    data = plan.spec.load(tcfg.seed)
     mcfg.d_input, mcfg.num_classes = data.channels, data.num_classes
     if not plan.resume:
         mcfg.max_len = data.seq_len if plan.position else 0
@@ -66,7 +66,7 @@ def train_primitives(plan: RunPlan, *, progress: bool = True,
     model = PrimitiveQLAM(mcfg, cell=plan.cell)
     if opts.scope == "head":
         model.freeze_circuit()
-    plan.out.mkdir(parents=True, exist_ok=True)
+    check_run_space(plan.out, model)
     ledger = backend.ledger(plan.out)
     mode = backend.mode("session")
     t0 = time.perf_counter()

@@ -1,8 +1,15 @@
 """A training run as the CLI starts it: presets merged with options, or a checkpoint resumed,
 the backend checked, the model built, then trained on the exact engine or on primitives.
 
-``plan_run`` and ``resume_run`` turn options into a ``RunPlan`` (all checks happen there, before
-any data is loaded or any file is written); ``execute`` trains it.
+``plan_run`` and ``resume_run`` turn options into a ``RunPlan`` (all checks of the options and of
+the checkpoint happen there, before any data is loaded or any file is written); ``execute``
+loads and checks the data, takes the run folder's lock (one live run per folder), checks that
+the folder is writable and its disk has room, and trains.
+
+Resume rules: a resumed run keeps every setting its checkpoint holds; only the epochs (to train
+on: never fewer than already trained), the device and the data folder may change, and its backend
+is the one it was trained on. A finished run (result.json written, every epoch trained) has
+nothing to resume.
 """
 
 from __future__ import annotations
@@ -15,12 +22,12 @@ from typing import Any, Callable
 from ..backends import resolve_backend
 from ..circuits.cell import CellTemplate
 from ..data import DataSpec
-from ..errors import QLAMError
-from ..io import CHECKPOINT, load_checkpoint
+from ..errors import CheckpointError, QLAMError
+from ..io import CHECKPOINT, RUN_FILES, RunLock, load_checkpoint, remove_stale_temps
 from ..models import ModelConfig, QLAMClassifier
 from ..models.baselines import BASELINES, BaselineClassifier
-from .loop import TrainConfig, seed_everything, train
-from .plan import PrimitiveOptions, RunPlan, cell_record, stored_cell
+from .loop import TrainConfig, check_device, check_run_space, seed_everything, train
+from .plan import PrimitiveOptions, RunPlan, cell_record, stored_cell, stored_configs
 from .presets import preset
 from .primitives import train_primitives
 
@@ -56,6 +63,7 @@ def plan_run(*, spec: DataSpec, backend: str, kind: str = "qlam", model: dict | 
         raise QLAMError(f"unknown model option(s) {', '.join(sorted(unknown))}")
     if kind not in MODEL_KINDS:
         raise QLAMError(f"unknown model {kind!r}; choose one of {', '.join(MODEL_KINDS)}")
+    check_device(device)
     b = resolve_backend(backend, seed=seed)
     if b.exact and primitives.given():
         raise QLAMError(f"{'/'.join(primitives.given())} apply to primitives backends (aer, "
@@ -97,20 +105,36 @@ def _hardware_shape(plan: RunPlan, given: dict) -> None:
                                                     initial_layout=layout))
 
 
+RESUME_KEYS = ("optimizer", "scheduler", "rng", "metrics", "train_seconds")
+"""What a checkpoint needs beyond load_checkpoint's keys to be resumed."""
+
+
 def resume_run(out: str | Path, *, backend: str | None = None, device: str = "cpu",
                epochs: int | None = None, data_dir: str | None = None) -> RunPlan:
     """Continue the run in ``out`` with the settings it was started with (``epochs`` may grow)."""
     ckpt = Path(out) / CHECKPOINT
     if not ckpt.is_file():
         raise FileNotFoundError(f"{ckpt} not found: nothing to resume; drop --resume")
+    check_device(device)
     state = load_checkpoint(ckpt)
+    missing = [k for k in RESUME_KEYS if k not in state]
+    if missing:
+        raise CheckpointError(f"{ckpt} cannot be resumed: it has no {', '.join(missing)}; "
+                              "rerun without --resume into a new --out")
     saved = state.get("backend", "statevector")
     if backend is not None and backend != saved:
         raise QLAMError(f"{out} was trained on {saved}: resume with --backend {saved} or drop "
                         "--backend")
-    b = resolve_backend(saved, seed=state["train_config"].get("seed"))
-    mcfg = ModelConfig(**state["model_config"])
-    tcfg = TrainConfig(**{**state["train_config"], "device": device})
+    mcfg, tcfg = stored_configs(state, ckpt)
+    done = state["epoch"]
+    if epochs is not None and epochs < done:
+        raise QLAMError(f"--epochs {epochs} is below the {done} epochs {out} has already "
+                        f"trained; give --epochs {done} or more, or drop --epochs")
+    if done >= (epochs or tcfg.epochs) and (Path(out) / "result.json").is_file():
+        raise QLAMError(f"{out} is already complete ({done} epochs, result.json written); "
+                        f"pass --epochs N above {done} with --resume to train on")
+    b = resolve_backend(saved, seed=tcfg.seed)
+    tcfg.device = device
     if epochs:
         tcfg.epochs = epochs
     prim = PrimitiveOptions() if b.exact else PrimitiveOptions.from_record(state)
@@ -128,16 +152,45 @@ def build_model(kind: str, cfg: ModelConfig, cell: CellTemplate | None = None) -
 
 def execute(plan: RunPlan, *, progress: bool = True,
             echo: Callable[[str], None] = print) -> dict:
-    """Load the data, build the model, print the header line, train; returns result.json's dict."""
-    if not plan.backend.exact:
-        return train_primitives(plan, progress=progress, echo=echo)
-    data = plan.spec.load(plan.train.seed)
+    """Load the data, take the run folder (lock, space), build the model, print the header
+    line, train; returns result.json's dict. A run that saved nothing leaves no folder behind."""
+    data = plan.spec.load(plan.train.seed)  # checked before anything is written
+    lock = RunLock(plan.out).acquire()  # also the check that the folder is writable
+    try:
+        remove_stale_temps(plan.out, RUN_FILES, any_writer=True)  # no writer but us now
+        _check_folder(plan)
+        if not plan.backend.exact:
+            return train_primitives(plan, data, progress=progress, echo=echo)
+        return _train_exact(plan, data, progress=progress, echo=echo)
+    finally:
+        lock.release()
+        try:
+            if lock.created and not any(plan.out.iterdir()):
+                plan.out.rmdir()  # nothing was saved: no empty folder either
+        except OSError:
+            pass
+
+
+def _check_folder(plan: RunPlan) -> None:
+    """Under the lock: the folder is still as planned (no run finished there meanwhile)."""
+    ckpt = plan.out / CHECKPOINT
+    if not plan.resume and ckpt.exists():
+        raise QLAMError(f"{plan.out} already holds a run; pass --resume to continue it or "
+                        "choose another --out")
+    if plan.resume and load_checkpoint(ckpt)["epoch"] != plan.state["epoch"]:
+        raise QLAMError(f"{plan.out} changed while this run was starting (another run saved an "
+                        "epoch); run the command again")
+
+
+def _train_exact(plan: RunPlan, data: Any, *, progress: bool,
+                 echo: Callable[[str], None]) -> dict:
     mcfg = plan.model
     mcfg.d_input, mcfg.num_classes = data.channels, data.num_classes
     if not plan.resume:
         mcfg.max_len = data.seq_len if plan.position else 0
     seed_everything(plan.train.seed)
     model = build_model(plan.kind, mcfg, plan.cell)
+    check_run_space(plan.out, model)
     n_params = sum(p.numel() for p in model.parameters())
     import torch
 

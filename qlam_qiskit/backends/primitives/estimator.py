@@ -107,14 +107,17 @@ def expectation_values(estimator: BaseEstimatorV2, circuit: QuantumCircuit,
     """<O_k> for every sample in one job: values (B, P) -> (B, K) float64.
 
     With a ``ledger`` (a JobLedger, IBM devices), a job already submitted for the same PUB is
-    collected by id instead of run again, and a new job's id is recorded before its result is awaited.
+    collected by id instead of run again, a new job's id is recorded before its result is
+    awaited, and a job that fails or vanishes is submitted again (``JobLedger.collect``).
     """
     values = np.asarray(values, dtype=float)  # (B, P)
-    key = job_key(circuit, observables, values, precision) if ledger is not None else None
-    job = ledger.lookup(key) if ledger is not None else None
-    if job is None:
-        job = estimator.run([broadcast_pub(circuit, observables, values)], precision=precision)
-        if ledger is not None:
-            ledger.record(key, job)
-    evs = np.asarray(job.result()[0].data.evs, dtype=float)  # (K, B)
+
+    def submit() -> Any:
+        return estimator.run([broadcast_pub(circuit, observables, values)], precision=precision)
+
+    if ledger is None:
+        result = submit().result()
+    else:  # failed or vanished jobs are submitted again; finished ones are never paid twice
+        result = ledger.collect(job_key(circuit, observables, values, precision), submit)
+    evs = np.asarray(result[0].data.evs, dtype=float)  # (K, B)
     return evs.reshape(len(observables), len(values)).T

@@ -14,6 +14,7 @@ broadcast against B parameter sets) and the gradients are one PUB too:
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Sequence
 
 import numpy as np
@@ -121,13 +122,24 @@ class ShiftGradient:
 
 
 class SPSAGradient:
-    """Simultaneous-perturbation estimate: 2 circuits per sample whatever the parameter count."""
+    """Simultaneous-perturbation estimate: 2 circuits per sample whatever the parameter count.
+
+    Each perturbation is drawn from the seed and the values being differentiated, not from a
+    running random stream: a run resumed from its checkpoint replays the same perturbations, so
+    it trains exactly as an uninterrupted run and its device jobs are collected, not paid twice.
+    """
 
     name = "spsa"
 
-    def __init__(self, epsilon: float = 0.05, seed: int = 0) -> None:
+    def __init__(self, epsilon: float = 0.05, seed: int | None = 0) -> None:
         self.epsilon = epsilon
-        self.rng = np.random.default_rng(seed)
+        self.seed = seed or 0
+
+    def _signs(self, values: np.ndarray, width: int) -> np.ndarray:
+        """±1 per sample and parameter (B, width), a function of the seed and ``values``."""
+        digest = hashlib.sha256(np.ascontiguousarray(values, dtype=np.float64).tobytes()).digest()
+        rng = np.random.default_rng([self.seed, *np.frombuffer(digest[:16], dtype=np.uint32)])
+        return rng.choice([-1.0, 1.0], size=(len(values), width))
 
     def circuits_per_sample(self, circuit: QuantumCircuit, wrt: np.ndarray) -> int:
         """Always 2 (one + and one - perturbation)."""
@@ -138,7 +150,7 @@ class SPSAGradient:
                  precision: float | None = None, ledger: Any = None) -> np.ndarray:
         """SPSA estimate of d<O_k>/d values[wrt]: values (B, P) -> (B, K, len(wrt))."""
         b = len(values)
-        delta = self.rng.choice([-1.0, 1.0], size=(b, len(wrt)))  # (B, W)
+        delta = self._signs(values, len(wrt))  # (B, W)
         sets = np.repeat(values[:, None, :], 2, axis=1)  # (B, 2, P)
         sets[:, 0, wrt] += self.epsilon * delta
         sets[:, 1, wrt] -= self.epsilon * delta
