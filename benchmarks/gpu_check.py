@@ -293,11 +293,11 @@ def check_model(clock: Clock, device: torch.device) -> list[dict]:
     if cpu_kernels.available():
         variants.append(("fused", cpu))
     # equality first: every way gives the same logits and gradients (complex128 for the check)
-    x = torch.randn(2, t if simulating() else 64, cfg.d_input)
+    x = torch.randn(2, t if simulating() else 64, cfg.d_input, dtype=torch.float64)
     outs = {}
     try:
         for name, dev in variants[:3]:  # the GPU ways; the CPU kernel has its own tests
-            model = make_model(name, dev, replace(cfg, dtype="complex128"))
+            model = make_model(name, dev, replace(cfg, dtype="complex128")).double()
             out = model(x.to(dev))
             out.square().sum().backward()
             outs[name] = (out.detach().cpu(), torch.cat([p.grad.flatten().cpu()

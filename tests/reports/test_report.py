@@ -265,7 +265,8 @@ def test_report_side_by_side(tmp_path):
 
 def test_report_takes_the_cell_from_a_checkpoint(tmp_path):
     cfg = asdict(ModelConfig(qubits=3, entangler="cx", encoding="ry_rz", entanglement="linear"))
-    torch.save({"model_config": cfg, "model": {}, "backend": "statevector"}, tmp_path / "checkpoint.pt")
+    torch.save({"model_config": cfg, "model": {}, "train_config": {}, "data": {}, "epoch": 1,
+                "backend": "statevector"}, tmp_path / "checkpoint.pt")
     assert cfg["heads"] > 1  # the default model: the report says it costs one memory
     res = invoke("report", "--checkpoint", tmp_path, "--coupling-map", "line:3", "--steps", "2",
                  "--out", tmp_path / "r")
@@ -331,7 +332,8 @@ def test_report_keeps_a_checkpoints_device_layout(tmp_path, fez):
     chain, ring = coupling_chain(fez.qiskit_target, 3)
     cfg = asdict(ModelConfig(qubits=3, layers=1, heads=1, entangler="cz",
                              entanglement="ring" if ring else "linear"))
-    torch.save({"model_config": cfg, "model": {}, "backend": "fake_fez", "layout": list(chain)},
+    torch.save({"model_config": cfg, "model": {}, "train_config": {}, "data": {}, "epoch": 1,
+                "backend": "fake_fez", "layout": list(chain)},
                tmp_path / "checkpoint.pt")
     res = invoke("report", "--checkpoint", tmp_path / "checkpoint.pt", "--backend", "fake_fez",
                  "--steps", "4", "--transpile-max", 4, "--out", tmp_path / "r")
