@@ -15,7 +15,7 @@ from qiskit.circuit import QuantumCircuit
 
 from ...circuits.cell import CellTemplate
 from ...errors import EngineError
-from . import kernels
+from . import gpu, kernels
 from .adjoint import adjoint_scan
 from .compile import compile_gates
 from .gates import apply_matrix, gate_matrix
@@ -90,11 +90,16 @@ class Kernel:
 
 KERNELS: dict[str, Kernel] = {k.name: k for k in (
     Kernel("auto", "fused on CPU when the cell has a product form and numba is installed; "
-           "product for 12+ qubits elsewhere; dense otherwise; steps for cells that are not "
-           "(diag, fixed)", None, "any", "that of the kernel picked", None),
+           "fused-gpu on CUDA when numba-cuda runs there; product for 12+ qubits elsewhere; dense "
+           "otherwise; steps for cells that are not (diag, fixed)", None, "any",
+           "that of the kernel picked", None),
     Kernel("fused", "numba kernel on the cell's product form: O(n·2^n) per token, backward by "
            "unitary adjoint", ("cpu",), "product",
            "last-state runs: independent of T; all-states runs: the T states", _fused),
+    Kernel("fused-gpu", "numba-cuda kernel on the cell's product form: one launch per pass, "
+           "2^n amplitudes in shared memory, backward by unitary adjoint (backends/engine/gpu)",
+           ("cpu",) if gpu.simulating() else ("cuda",), "product",
+           "last-state runs: independent of T; all-states runs: the T states", gpu.fused_gpu_scan),
     Kernel("dense", "mixing fused into one 2^n×2^n unitary: one elementwise product and one "
            "batched matmul per token (the GPU path)", None, "diag-fixed", "the T states", _dense),
     Kernel("dense-adjoint", "dense; last-state runs backpropagate by unitary adjoint", None,
@@ -143,6 +148,8 @@ class SequenceEngine:
         if spec.devices is not None and device.type not in spec.devices:
             raise EngineError(f"kernel={self.kernel!r} runs on {', '.join(spec.devices)}; on "
                               f"{device.type} use kernel='dense' (or 'product' for wide memories)")
+        if self.kernel == "fused-gpu" and gpu.problem(device):
+            raise EngineError(f"kernel='fused-gpu': {gpu.problem(device)}")
         if self.kernel != "auto":
             return self.kernel
         if self.cell.kinds != ["diag", "fixed"]:
@@ -151,6 +158,8 @@ class SequenceEngine:
             return "dense"
         if device.type == "cpu" and kernels.available():
             return "fused"
+        if device.type == "cuda" and gpu.available(device):
+            return "fused-gpu"
         return "product" if self.num_qubits >= 12 else "dense"
 
     def initial_state(self, heads: int, batch: int, device=None) -> Tensor:

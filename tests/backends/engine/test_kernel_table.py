@@ -19,7 +19,8 @@ def engine(kernel: str = "auto", **cfg) -> SequenceEngine:
 
 
 def test_table_rows():
-    assert list(KERNELS) == ["auto", "fused", "dense", "dense-adjoint", "product", "steps"]
+    assert list(KERNELS) == ["auto", "fused", "fused-gpu", "dense", "dense-adjoint", "product",
+                            "steps"]
     for name, k in KERNELS.items():
         assert k.name == name and k.about and k.memory
         assert k.cells in ("any", "diag-fixed", "product")
@@ -80,3 +81,15 @@ def test_old_flags_are_gone():
         SequenceEngine(qlam_cell(CellConfig(qubits=2)), fast=False)
     with pytest.raises(TypeError):
         SequenceEngine(qlam_cell(CellConfig(qubits=2)), adjoint=True)
+
+
+def test_auto_on_cuda_picks_the_fused_gpu_kernel_where_numba_cuda_runs(monkeypatch):
+    from qlam_qiskit.backends.engine import gpu
+
+    monkeypatch.setattr(gpu, "available", lambda device=None: True)
+    assert engine().kernel_for(CUDA) == "fused-gpu"  # product form: the fused CUDA scan
+    assert engine(qubits=12).kernel_for(CUDA) == "fused-gpu"  # wide memories too
+    assert engine(entangler="cx").kernel_for(CUDA) == "dense"  # no product form: dense stays
+    monkeypatch.setattr(gpu, "problem", lambda device=None: "numba-cuda is not installed")
+    with pytest.raises(EngineError, match="kernel='fused-gpu': numba-cuda is not installed"):
+        engine("fused-gpu").kernel_for(CUDA)
