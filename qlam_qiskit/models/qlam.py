@@ -113,13 +113,32 @@ class QLAMLayer(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """x (B, T, d_in) -> (B, T, d_out), or (B, d_out) when readout='last'."""
+        if self.readout == "all" and self.engine.reads_fused(x.device, self.measure):
+            return self._read_fused(x)
         b, t, _ = x.shape
-        theta = self.proj(x.transpose(0, 1)).view(t, b, self.heads, -1).transpose(1, 2)  # (T, H, B, m)
+        theta = self.proj(x).view(b, t, self.heads, -1).permute(1, 2, 0, 3)  # (T, H, B, m)
         states = self.engine.run(theta, self.mix, all_states=self.readout == "all")
         ev = self.measure(states, self.basis)  # (T, H, B, K, M) or (H, B, K, M)
         ev = ev.movedim(-3, 0).flatten(-3)  # (B, T, H*K*M) or (B, H*K*M)
         return self.out(ev.to(self.out.weight.dtype))
 
+
+    def _read_fused(self, x: Tensor) -> Tensor:
+        """forward() with the readout inside the fused kernel. The input map is folded into proj
+        and both Linear maps run as one GEMM over the B·T tokens, in the kernel's layouts
+        (heads first, tokens and samples last): no per-token tensor is transposed."""
+        (b, t, d), h = x.shape, self.heads
+        p, c = self.engine.relative_phases(self.mix)  # (m, n), (H, n): δ = θ P + c
+        p, c = p.to(self.proj.weight.dtype), c.to(self.proj.weight.dtype)
+        w_in = torch.einsum("jq,hjd->hqd", p, self.proj.weight.view(h, -1, d))  # (H, n, d)
+        b_in = torch.einsum("jq,hj->hq", p, self.proj.bias.view(h, -1)) + c  # (H, n)
+        tokens = x.transpose(0, 1).reshape(t * b, d)  # (T·B, d), time-major
+        delta = torch.addmm(b_in.reshape(-1, 1), w_in.reshape(-1, d), tokens.T)  # (H·n, T·B)
+        ev = self.engine.read(delta.view(h, -1, t, b), self.mix, self.measure,
+                              self.basis)  # (H, K, M, T, B)
+        ev = ev.reshape(-1, t * b).to(self.out.weight.dtype)  # (H·K·M, T·B)
+        out = torch.addmm(self.out.bias, ev.T, self.out.weight.T)  # (T·B, d_out), time-major
+        return out.view(t, b, -1).transpose(0, 1)  # (B, T, d_out), features contiguous
 
     def default_state(self, batch: int, device=None) -> Tensor:
         """The memories before the first token, |+>^n per head: (H, B, D) complex."""

@@ -15,12 +15,13 @@ from qiskit.circuit import QuantumCircuit
 
 from ...circuits.cell import CellTemplate
 from ...errors import EngineError
-from . import gpu, kernels
+from . import fused_readout, gpu, kernels
 from .adjoint import adjoint_scan
 from .compile import compile_gates
 from .gates import apply_matrix, gate_matrix
 from .product import product_form, product_scan_ref
 from .program import CircuitProgram, as_complex_dtype, real_dtype, unbind_time
+from .readout import ReadoutEngine
 from .scan import diag_unitary_scan
 
 Tensor = torch.Tensor
@@ -186,6 +187,40 @@ class SequenceEngine:
         theta, w = theta.to(real), w.to(real)
         psi = self.initial_state(h, b, theta.device) if psi0 is None else psi0.to(self.dtype)
         return KERNELS[self.kernel_for(theta.device)].scan(self, psi, theta, w, all_states)
+
+    def reads_fused(self, device: torch.device, readout: ReadoutEngine) -> bool:
+        """Whether ``read`` runs here: the fused kernel on this device, queries made of one-qubit
+        gates, and a memory and Z terms the fused readout is built for."""
+        return (self.kernel_for(device) == "fused" and readout.product
+                and fused_readout.supports(self.num_qubits, readout.template.terms))
+
+    def relative_phases(self, w: Tensor) -> tuple[Tensor, Tensor]:
+        """The input block as relative phases affine in a token's inputs θ (m,): δ = θ P + c[h]
+        for P (m, n) and c (H, n), weights w (H, P); what ``read`` takes, so a caller can fold P
+        into its own input map. Needs a product form."""
+        return self.product.relative_phases(w.to(real_dtype(self.dtype)))
+
+    def read(self, delta: Tensor, w: Tensor, readout: ReadoutEngine, r: Tensor,
+             psi0: Tensor | None = None) -> Tensor:
+        """The memories read at every token inside the fused scan (``fused_readout.py``):
+        relative input phases δ (H, n, T, B) (``relative_phases``), w (H, P), readout weights
+        r (H, 3nK) -> readouts (H, K, M, T, B), real. Equals ``readout`` of
+        ``run(θ, w, all_states=True)`` with the axes moved, but keeps no (T, H, B, D) states.
+        Needs ``reads_fused``."""
+        h, n, t, b = delta.shape
+        if n != self.num_qubits or w.shape != (h, self.cell.num_weights):
+            raise EngineError(f"expected δ (H, {self.num_qubits}, T, B) and w "
+                              f"(H, {self.cell.num_weights}), got {tuple(delta.shape)} and "
+                              f"{tuple(w.shape)}")
+        if not self.reads_fused(delta.device, readout):
+            raise EngineError("read() needs the fused kernel (CPU, a product-form cell of at most "
+                              f"{fused_readout.MAX_QUBITS} qubits), queries of one-qubit gates and "
+                              "Z terms of one or two qubits")
+        real = real_dtype(self.dtype)
+        u, e = self.product.unitaries(w.to(real), self.dtype)  # (H, L, n, 2, 2), (H, L, D)
+        psi = self.initial_state(h, b, delta.device) if psi0 is None else psi0.to(self.dtype)
+        return fused_readout.product_readout(psi, delta, u, e, readout.qubit_rotations(r),
+                                             readout.template.terms)
 
     def step(self, theta_t: Tensor, w: Tensor, psi: Tensor) -> Tensor:
         """One token for streaming: θ_t (H, B, m), w (H, P), ψ (H, B, D) -> next ψ (H, B, D)."""

@@ -102,15 +102,15 @@ if numba is not None:
                     xi[k, s] = cr_ * pi + ci_ * pr + dr_ * qi + di_ * qr
 
     @_jit
-    def _butterfly_back(xr, xi, gr, gi, m, q, nl, gm, acc):  # pragma: no cover - compiled
-        """Undo the butterfly on x and pull its gradient g back; gm (2, 2) += Σ g_out ⊗ conj(in).
-        acc (8, lanes) is scratch: per-lane partial sums keep the loop vectorized."""
+    def _butterfly_back(xr, xi, gr, gi, m, q, nl, acc):  # pragma: no cover - compiled
+        """Undo the butterfly on x and pull its gradient g back; acc (8, lanes) += per lane the
+        real and imaginary parts of g_out ⊗ conj(in), the 2×2 gradient of m (``_sum_gate``).
+        Per-lane float64 sums keep the loop vectorized and the reduction order fixed."""
         step = 1 << q
         ar_, ai_ = m[0, 0].real, -m[0, 0].imag  # Mᴴ = [[conj a, conj c], [conj b, conj d]]
         br_, bi_ = m[0, 1].real, -m[0, 1].imag
         cr_, ci_ = m[1, 0].real, -m[1, 0].imag
         dr_, di_ = m[1, 1].real, -m[1, 1].imag
-        acc[:, :nl] = 0.0
         for base in range(0, xr.shape[0], 2 * step):
             for j in range(base, base + step):
                 k = j + step
@@ -135,6 +135,10 @@ if numba is not None:
                     acc[5, s] += qi * a_r - qr * a_i
                     acc[6, s] += qr * b_r + qi * b_i
                     acc[7, s] += qi * b_r - qr * b_i
+
+    @_jit
+    def _sum_gate(acc, nl, gm):  # pragma: no cover - compiled
+        """gm (2, 2) complex += the lane sums of a ``_butterfly_back`` accumulator acc (8, lanes)."""
         tot = np.zeros(8)
         for c in range(8):
             for s in range(nl):
@@ -143,6 +147,57 @@ if numba is not None:
         gm[0, 1] += tot[2] + 1j * tot[3]
         gm[1, 0] += tot[4] + 1j * tot[5]
         gm[1, 1] += tot[6] + 1j * tot[7]
+
+    @_jit
+    def _mix(xr, xi, u, e, nl):  # pragma: no cover - compiled
+        """The mixing layers of one token: per layer, the one-qubit unitaries u (L, n, 2, 2) as
+        butterflies, then the diagonal e (L, D)."""
+        for lay in range(u.shape[0]):
+            for q in range(u.shape[1]):
+                _butterfly(xr, xi, u[lay, q], q, nl)
+            el = e[lay]
+            for i in range(xr.shape[0]):
+                er, ei = el[i].real, el[i].imag
+                for s in range(nl):
+                    a, b = xr[i, s], xi[i, s]
+                    xr[i, s] = a * er - b * ei
+                    xi[i, s] = a * ei + b * er
+
+    @_jit
+    def _mix_back(xr, xi, gr, gi, u, e, nl, acc_u, acc_e):  # pragma: no cover - compiled
+        """Undo ``_mix`` on x and pull g back through it; per-lane gradient sums go to
+        acc_u (L, n, 8, lanes) (``_butterfly_back``) and acc_e (L, D, 2, lanes) (g · conj(z))."""
+        for lay in range(u.shape[0] - 1, -1, -1):
+            el = e[lay]
+            for i in range(xr.shape[0]):
+                er, ei = el[i].real, -el[i].imag  # conj e
+                for s in range(nl):
+                    a, b = xr[i, s], xi[i, s]
+                    zr, zi = a * er - b * ei, a * ei + b * er  # state before the diagonal
+                    xr[i, s], xi[i, s] = zr, zi
+                    c, dd = gr[i, s], gi[i, s]
+                    acc_e[lay, i, 0, s] += c * zr + dd * zi  # g · conj(z), per lane
+                    acc_e[lay, i, 1, s] += dd * zr - c * zi
+                    gr[i, s], gi[i, s] = c * er - dd * ei, c * ei + dd * er
+            for q in range(u.shape[1] - 1, -1, -1):
+                _butterfly_back(xr, xi, gr, gi, u[lay, q], q, nl, acc_u[lay, q])
+
+    @_jit
+    def _phase_grad(xr, xi, gr, gi, nl, tr, g_al):  # pragma: no cover - compiled
+        """For x = ψ ⊙ f with f[i] = exp(i Σ_q α[q, bit_q(i)]) and g = dL/dx: g_al (n, 2, lanes)
+        = dL/dα = Σ_{i: bit_q(i) = bit} Im(g_i conj x_i); tr (D, lanes) is scratch."""
+        d = xr.shape[0]
+        for i in range(d):
+            for s in range(nl):
+                tr[i, s] = gi[i, s] * xr[i, s] - gr[i, s] * xi[i, s]
+        g_al[:, :, :nl] = 0.0
+        for q in range(g_al.shape[0]):
+            step = 1 << q
+            for base in range(0, d, 2 * step):
+                for j in range(base, base + step):
+                    for s in range(nl):
+                        g_al[q, 0, s] += tr[j, s]
+                        g_al[q, 1, s] += tr[j + step, s]
 
     @_jit
     def _load(dst_r, dst_i, src, s0, nl):  # pragma: no cover - compiled
@@ -160,6 +215,19 @@ if numba is not None:
             for i in range(src_r.shape[0]):
                 dst[s0 + s, i] = src_r[i, s] + 1j * src_i[i, s]
 
+    @_jit
+    def _sum_lanes(acc_u, acc_e, nl, gu, ge):  # pragma: no cover - compiled
+        """A task's per-lane sums -> gu (L, n, 2, 2) and ge (L, D) complex."""
+        for lay in range(acc_u.shape[0]):
+            for q in range(acc_u.shape[1]):
+                _sum_gate(acc_u[lay, q], nl, gu[lay, q])
+            for i in range(acc_e.shape[1]):
+                sr = si = 0.0
+                for s in range(nl):
+                    sr += acc_e[lay, i, 0, s]
+                    si += acc_e[lay, i, 1, s]
+                ge[lay, i] = sr + 1j * si
+
     @njit(parallel=True, cache=True)
     def _forward(psi0, theta, a_in, off, gq, loc, u, e, nb, lanes, keep,
                  every):  # pragma: no cover - compiled
@@ -169,7 +237,7 @@ if numba is not None:
         after token t goes to keep[(t+1)//every - 1] whenever (t+1) % every == 0."""
         s_len, d = psi0.shape
         t_len = theta.shape[0]
-        n_lay, n = u.shape[1], u.shape[2]
+        n = u.shape[2]
         per_head = (nb + lanes - 1) // lanes
         out = np.empty_like(psi0)
         for task in prange((s_len // nb) * per_head):
@@ -185,16 +253,7 @@ if numba is not None:
                 _angles(theta, t, s0, nl, a_in, off[h], gq, loc, al)
                 _factors(al, nl, fr, fi, cs)
                 _mul(xr, xi, fr, fi, nl, False)
-                for lay in range(n_lay):
-                    for q in range(n):
-                        _butterfly(xr, xi, u[h, lay, q], q, nl)
-                    el = e[h, lay]
-                    for i in range(d):
-                        er, ei = el[i].real, el[i].imag
-                        for s in range(nl):
-                            a, b = xr[i, s], xi[i, s]
-                            xr[i, s] = a * er - b * ei
-                            xi[i, s] = a * ei + b * er
+                _mix(xr, xi, u[h], e[h], nl)
                 if every > 0 and (t + 1) % every == 0:
                     _store(keep[(t + 1) // every - 1], xr, xi, s0, nl)
             _store(out, xr, xi, s0, nl)
@@ -228,11 +287,11 @@ if numba is not None:
             cs = np.empty((4, lanes), dtype=theta.dtype)
             al = np.empty((n, 2, lanes), dtype=theta.dtype)
             g_al = np.empty((n, 2, lanes), dtype=theta.dtype)
-            bacc = np.empty((8, lanes), dtype=theta.dtype)
+            acc_u = np.zeros((n_lay, n, 8, lanes))  # per-lane gradient sums, reduced at the end
+            acc_e = np.zeros((n_lay, d, 2, lanes))
             _load(xr, xi, psi_t, s0, nl)
             _load(gr, gi, g_t, s0, nl)
-            gu, ge, go = g_u[task], g_e[task], g_off[task]
-            ge_l = np.zeros((n_lay, d, 2, lanes))  # dL/de per lane, summed over lanes at the end
+            go = g_off[task]
             for t in range(t_len - 1, -1, -1):
                 if has_all:
                     _load(tr, ti, g_all[t], s0, nl)
@@ -240,32 +299,8 @@ if numba is not None:
                         for s in range(nl):
                             gr[i, s] += tr[i, s]
                             gi[i, s] += ti[i, s]
-                for lay in range(n_lay - 1, -1, -1):
-                    el = e[h, lay]
-                    for i in range(d):
-                        er, ei = el[i].real, -el[i].imag  # conj e
-                        for s in range(nl):
-                            a, b = xr[i, s], xi[i, s]
-                            zr, zi = a * er - b * ei, a * ei + b * er  # state before the diagonal
-                            xr[i, s], xi[i, s] = zr, zi
-                            c, dd = gr[i, s], gi[i, s]
-                            ge_l[lay, i, 0, s] += c * zr + dd * zi  # g · conj(z), per lane
-                            ge_l[lay, i, 1, s] += dd * zr - c * zi
-                            gr[i, s], gi[i, s] = c * er - dd * ei, c * ei + dd * er
-                    for q in range(n - 1, -1, -1):
-                        _butterfly_back(xr, xi, gr, gi, u[h, lay, q], q, nl, gu[lay, q], bacc)
-                # input phases: x = ψ_{t-1} ⊙ f_t; dL/dα[q, bit] = Σ_{bit_q(i) = bit} Im(g_i conj x_i)
-                for i in range(d):
-                    for s in range(nl):
-                        tr[i, s] = gi[i, s] * xr[i, s] - gr[i, s] * xi[i, s]
-                g_al[:, :, :nl] = 0.0
-                for q in range(n):
-                    step = 1 << q
-                    for base in range(0, d, 2 * step):
-                        for j in range(base, base + step):
-                            for s in range(nl):
-                                g_al[q, 0, s] += tr[j, s]
-                                g_al[q, 1, s] += tr[j + step, s]
+                _mix_back(xr, xi, gr, gi, u[h], e[h], nl, acc_u, acc_e)
+                _phase_grad(xr, xi, gr, gi, nl, tr, g_al)
                 for g in range(n_gate):  # back through angle_g = off[h, g] + a_in[g] · θ
                     q, l0, l1 = gq[g], loc[g, 0], loc[g, 1]
                     tot = 0.0
@@ -281,15 +316,22 @@ if numba is not None:
                 _mul(gr, gi, fr, fi, nl, True)
                 if every > 0 and t % every == 0 and t > 0:
                     _load(xr, xi, keep[t // every - 1], s0, nl)  # stored ψ_{t-1}: restart exactly
-            for lay in range(n_lay):
-                for i in range(d):
-                    sr = si = 0.0
-                    for s in range(nl):
-                        sr += ge_l[lay, i, 0, s]
-                        si += ge_l[lay, i, 1, s]
-                    ge[lay, i] = sr + 1j * si
+            _sum_lanes(acc_u, acc_e, nl, g_u[task], g_e[task])
             _store(g_psi0, gr, gi, s0, nl)
         return g_psi0, g_theta, g_off, g_u, g_e
+
+
+def match_threads() -> int:
+    """Run numba's parallel loops on torch's thread count, and keep torch's count as it was.
+
+    numba starts its thread pool on first use and, sharing OpenMP's runtime with torch, resets
+    OpenMP's thread count to its own (every core) as it does: without this, a run asked for one
+    thread ran torch on all cores after the first kernel call. Returns the thread count."""
+    want = torch.get_num_threads()
+    numba.set_num_threads(max(1, min(want, numba.config.NUMBA_NUM_THREADS)))
+    if torch.get_num_threads() != want:
+        torch.set_num_threads(want)
+    return want
 
 
 def _np(t: Tensor) -> np.ndarray:
@@ -358,10 +400,11 @@ def product_scan(psi0: Tensor, theta: Tensor, a_in: Tensor, off: Tensor, qubits:
     from it (bounds round-off drift)."""
     if numba is None:
         raise RuntimeError("the fused kernel needs numba: pip install numba")
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    match_threads()
     real = torch.float64 if psi0.dtype == torch.complex128 else torch.float32
     return _ProductScan.apply(psi0.contiguous(), theta.to(real).contiguous(),
                               a_in.to(real).contiguous(), off.to(real).contiguous(),
                               qubits.to(torch.int64).contiguous(), local.to(real).contiguous(),
                               u.to(psi0.dtype).contiguous(), e.to(psi0.dtype).contiguous(),
                               all_states, anchor_every)
+

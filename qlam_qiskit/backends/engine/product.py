@@ -19,7 +19,7 @@ import torch
 
 from .gates import GATES, apply_matrix, gate_matrix
 from .phases import kron_phases
-from .compile import Gate, gate_angles, input_map
+from .compile import Gate, input_map
 from .program import CircuitProgram
 
 Tensor = torch.Tensor
@@ -49,37 +49,73 @@ class ProductForm:
         return (a_in, off, torch.as_tensor(self.qubits, device=w.device),
                 torch.as_tensor(self.local, dtype=w.dtype, device=w.device))
 
+    def relative_phases(self, w: Tensor) -> tuple[Tensor, Tensor]:
+        """The input block up to a global phase, affine in the inputs: P (m, n) and offsets
+        c (H, n) for weights w (H, P), so token θ (m,) of head h turns |1⟩ against |0⟩ on
+        qubit q by δ_q = θ P[:, q] + c[h, q] (amplitude i by exp(i Σ_{q: bit_q(i) = 1} δ_q))."""
+        a_in, off, qubits, local = self.inputs(w)  # (G, m), (H, G), (G,), (G, 2)
+        to_q = torch.zeros(len(qubits), self.num_qubits, dtype=w.dtype, device=w.device)
+        to_q[torch.arange(len(qubits), device=w.device), qubits.long()] = local[:, 1] - local[:, 0]
+        return a_in.T @ to_q, off @ to_q  # (m, n), (H, n)
+
     def unitaries(self, w: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
         """Weights w (H, P) -> one-qubit unitaries U (H, L, n, 2, 2) and diagonals e (H, L, D)."""
         h, d = w.shape[0], 2**self.num_qubits
-        eye = torch.eye(2, dtype=dtype, device=w.device)
         idx = torch.arange(d, device=w.device)
         us, es = [], []
         for singles, diags in self.layers:
-            per_q = []
-            for gates in singles:
-                u = eye.expand(h, 2, 2)
-                for g in gates:
-                    u = _per_head(g, w, dtype, h) @ u  # later gates act after earlier ones
-                per_q.append(u)
-            us.append(torch.stack(per_q, 1))  # (H, n, 2, 2)
+            us.append(one_qubit_products(singles, w, dtype))  # (H, n, 2, 2)
             e = torch.ones(h, d, dtype=dtype, device=w.device)
-            for g in diags:
-                diag = _per_head(g, w, dtype, h).diagonal(dim1=-2, dim2=-1)  # (H, 2^k)
-                loc = torch.zeros_like(idx)  # (D,): local index; a global phase has none
-                for j, q in enumerate(g.qubits):
-                    loc = loc + (((idx >> q) & 1) << j)
-                e = e * diag[:, loc]
+            for name, gates in _by_name(diags).items():  # every gate of a kind at once
+                diag = gate_matrix(name, _angles(gates, w), dtype=dtype, device=w.device)
+                diag = diag.diagonal(dim1=-2, dim2=-1)  # (H, G, 2^k) or (2^k,) without angles
+                for j, g in enumerate(gates):
+                    loc = torch.zeros_like(idx)  # (D,): local index; a global phase has none
+                    for b, q in enumerate(g.qubits):
+                        loc = loc + (((idx >> q) & 1) << b)
+                    e = e * (diag[:, j, loc] if diag.dim() == 3 else diag[loc])
             es.append(e)
         if self.global_phase:  # once per token: on the first layer's diagonal
             es[0] = es[0] * complex(np.cos(self.global_phase), np.sin(self.global_phase))
         return torch.stack(us, 1), torch.stack(es, 1)  # (H, L, n, 2, 2), (H, L, D)
 
 
-def _per_head(g: Gate, w: Tensor, dtype: torch.dtype, h: int) -> Tensor:
-    """Matrix of a fixed gate per head: (H, 2^k, 2^k)."""
-    mat = gate_matrix(g.name, gate_angles(g, None, w), dtype=dtype, device=w.device)
-    return mat.expand(h, *mat.shape[-2:]) if mat.dim() == 2 else mat
+def _by_name(gates) -> dict[str, list[Gate]]:
+    out: dict[str, list[Gate]] = {}
+    for g in gates:
+        out.setdefault(g.name, []).append(g)
+    return out
+
+
+def _angles(gates: list[Gate], w: Tensor) -> tuple[Tensor, ...]:
+    """The angles of same-kind fixed gates for weights w (H, P), in one matmul: one (H, G)
+    tensor per angle of the gate (none for parameter-free gates)."""
+    a_w = torch.as_tensor(np.stack([g.a_w for g in gates], 1), dtype=w.dtype,
+                          device=w.device)  # (A, G, P)
+    c = torch.as_tensor(np.stack([g.c for g in gates], 1), dtype=w.dtype, device=w.device)
+    return tuple((torch.einsum("hp,agp->ahg", w, a_w) + c[:, None, :]).unbind(0))  # A × (H, G)
+
+
+def one_qubit_products(slots, w: Tensor, dtype: torch.dtype) -> Tensor:
+    """Per slot (a qubit, or a query's qubit) the product of its one-qubit fixed gates, applied
+    in order, for weights w (H, P): (H, S, 2, 2). Slots are built side by side, one
+    ``gate_matrix`` per gate kind and position, so the cost does not grow with the slot count."""
+    h = w.shape[0]
+    eye = torch.eye(2, dtype=dtype, device=w.device).expand(h, 2, 2)
+    u = None
+    for pos in range(max((len(gs) for gs in slots), default=0)):
+        mats = [eye] * len(slots)
+        at = {s: gs[pos] for s, gs in enumerate(slots) if len(gs) > pos}
+        for name, gates in _by_name(at.values()).items():
+            m = gate_matrix(name, _angles(gates, w), dtype=dtype, device=w.device)
+            m = m if m.dim() == 4 else m.expand(h, len(gates), 2, 2)  # (H, G, 2, 2)
+            it = iter(range(len(gates)))
+            for s, g in at.items():
+                if g.name == name:
+                    mats[s] = m[:, next(it)]
+        step = torch.stack(mats, 1)  # (H, S, 2, 2): this position's gate on every slot
+        u = step if u is None else step @ u  # later gates act after earlier ones
+    return torch.stack([eye] * len(slots), 1) if u is None else u
 
 
 def product_form(program: CircuitProgram) -> ProductForm | None:
@@ -159,3 +195,34 @@ def product_scan_ref(psi0: Tensor, theta: Tensor, a_in: Tensor, off: Tensor, qub
         if all_states:
             states.append(psi)
     return torch.stack(states) if all_states else psi
+
+
+def product_measure(psi: Tensor, ru: Tensor, z: Tensor) -> Tensor:
+    """Learned-basis readout in plain autograd: ψ (H, B, D), one-qubit query rotations
+    R (H, K, n, 2, 2), Z-term signs z (D, M) -> Σ_i |((⊗_q R[h, k, q]) ψ)_i|² z[i, c] (H, B, K, M)."""
+    h, b, d = psi.shape
+    n = ru.shape[2]
+    out = []
+    for k in range(ru.shape[1]):
+        amp = psi.reshape(h * b, d)
+        for q in range(n):
+            amp = apply_matrix(amp, ru[:, k, q].repeat_interleave(b, 0), (q,), n)  # (H·B, D)
+        out.append((amp.real ** 2 + amp.imag ** 2) @ z.to(amp.real.dtype))  # (H·B, M)
+    return torch.stack(out, 1).view(h, b, ru.shape[1], -1)  # (H, B, K, M)
+
+
+def product_readout_ref(psi0: Tensor, delta: Tensor, u: Tensor, e: Tensor, ru: Tensor,
+                        terms: tuple[tuple[int, ...], ...]) -> Tensor:
+    """Reference of ``fused_readout.product_readout``, same arguments: ψ0 (H, B, D), relative
+    input phases δ (H, n, T, B), U, e, query rotations R (H, K, n, 2, 2), Z terms -> readouts
+    at every token (H, K, M, T, B): rotate by R, |amplitude|², signed sums."""
+    n = delta.shape[1]
+    bits = (torch.arange(2**n)[:, None] >> torch.arange(n)) & 1  # (D, n)
+    z = torch.stack([(1 - 2 * bits[:, list(s)]).prod(-1) for s in terms], -1)  # (D, M)
+    zero = torch.zeros_like(delta)
+    psi, ys = psi0, []
+    for dl in delta.unbind(2):  # (H, n, B)
+        alpha = torch.stack([zero[:, :, 0], dl], -1).permute(0, 2, 1, 3)  # (H, B, n, 2)
+        psi = product_step(psi, alpha, u, e)  # (H, B, D)
+        ys.append(product_measure(psi, ru, z))  # (H, B, K, M)
+    return torch.stack(ys).permute(1, 3, 4, 0, 2)  # (H, K, M, T, B)

@@ -6,8 +6,10 @@ import numpy as np
 import torch
 
 from ...circuits.readout import ReadoutTemplate
+from ...errors import EngineError
 from .compile import fixed_unitary_t, gate_angles
 from .gates import apply_matrix, gate_matrix
+from .product import one_qubit_products
 from .program import CircuitProgram, as_complex_dtype, real_dtype
 
 Tensor = torch.Tensor
@@ -35,6 +37,11 @@ class ReadoutEngine:
         signs = 1 - 2 * ((idx[:, None] >> np.arange(n)[None, :]) & 1)  # (D, n): ±1 per Z_q
         zmat = np.stack([signs[:, list(t)].prod(axis=1) for t in template.terms], axis=1)
         self._z = torch.as_tensor(zmat, dtype=torch.float64)  # (D, M)
+        self.product = all(len(q.segments) == 1 and all(len(g.qubits) == 1
+                                                        for g in q.segments[0].gates)
+                           for q in self.queries)
+        """Every query is one-qubit gates only: ``qubit_rotations`` exists and the fused kernel
+        can read the memories inside its scan (``SequenceEngine.read``)."""
         if not self.gatewise:  # (K*2D, K*M): |amp|² (re and im rows) of query k -> its M terms
             z2 = np.kron(np.eye(template.num_queries), np.repeat(zmat, 2, axis=0))
             self._z2 = torch.as_tensor(z2, dtype=torch.float64)
@@ -44,6 +51,18 @@ class ReadoutEngine:
         r = r.to(real_dtype(self.dtype))
         return torch.stack([fixed_unitary_t(q.segments[0].gates, r, q.num_qubits, self.dtype)
                             for q in self.queries], dim=1)
+
+    def qubit_rotations(self, r: Tensor) -> Tensor:
+        """Each query as one 2×2 rotation per qubit (its gates on that qubit multiplied in
+        order), for readout weights r (H, 3nK): (H, K, n, 2, 2) complex. Needs ``product``."""
+        if not self.product:
+            raise EngineError("qubit_rotations needs queries made of one-qubit gates only")
+        r = r.to(real_dtype(self.dtype))
+        n = self.queries[0].num_qubits
+        slots = [[g for g in q.segments[0].gates if g.qubits[0] == j] for q in self.queries
+                 for j in range(n)]  # (query, qubit) slots
+        u = one_qubit_products(slots, r, self.dtype)  # (H, K·n, 2, 2)
+        return u.view(r.shape[0], len(self.queries), n, 2, 2)
 
     def __call__(self, states: Tensor, r: Tensor) -> Tensor:
         """States (..., H, B, D) and weights r (H, 3nK) -> expectations (..., H, B, K, M), real."""
