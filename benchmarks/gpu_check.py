@@ -250,8 +250,8 @@ def fused_readout_forward(layer: QLAMLayer, x: Tensor) -> Tensor:
     eng = layer.engine
     real = torch.float64 if eng.dtype == torch.complex128 else torch.float32
     n = layer.cell_template.num_qubits
-    theta = layer.proj(x).view(b, t, layer.heads, -1).to(real)  # (B, T, H, m)
-    w, r = layer.mix.to(real), layer.basis.to(real)
+    theta = layer.input_angles(x).to(real)  # (B, T, H, m): Δ_h (W x + b)
+    w, r = layer.mixing().to(real), layer.basis.to(real)  # (H, P): Δ_h w_h
     a_in, off, qubits, local = eng.product.inputs(w)
     alpha = input_angles(theta.permute(1, 2, 0, 3), a_in, off, qubits, local, n)  # (T, H, B, n, 2)
     u, e = eng.product.unitaries(w, eng.dtype)

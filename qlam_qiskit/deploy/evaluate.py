@@ -54,7 +54,7 @@ def query_readouts(prim: PrimitiveQLAM, theta: torch.Tensor, estimator: Any, com
     layer = prim.blocks[0].mixer
     obs = query_observables(layer.readout_template, layer.basis[0].detach().double().numpy())
     values = sequence_parameter_values(template, theta.detach().double().numpy(),
-                                       layer.mix[0].detach().double().numpy())  # (B, P)
+                                       layer.mixing()[0].detach().double().numpy())  # (B, P)
     return expectation_values(estimator, compiled.circuit, compiled.map_observables(obs), values,
                               ledger=ledger)
 

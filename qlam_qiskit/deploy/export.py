@@ -31,11 +31,11 @@ def export_sample(state: dict, sample: int, fmt: str, out: Path) -> dict:
     with torch.no_grad():
         _, theta = prim.angles(x[sample:sample + 1])  # (1, T, m)
         tpl = sequence_template(prim, x.shape[1])
-        values = sequence_parameter_values(tpl, theta[0].numpy(), layer.mix[0].numpy())  # (P,)
+        values = sequence_parameter_values(tpl, theta[0].numpy(), layer.mixing()[0].numpy())  # (P,)
         circuit = tpl.circuit.assign_parameters(dict(zip(tpl.circuit.parameters, values)))
         el = exact.blocks[0].mixer
-        th = el.proj(exact.blocks[0].norm1(exact.embed_tokens(x[sample:sample + 1])))
-        state_t = el.engine.run(th.transpose(0, 1).unsqueeze(1), el.mix, all_states=False)
+        th = el.input_angles(exact.blocks[0].norm1(exact.embed_tokens(x[sample:sample + 1])))
+        state_t = el.engine.run(th.permute(1, 2, 0, 3), el.mixing(), all_states=False)  # (T,H,B,m)
         evs = el.measure(state_t, el.basis).reshape(-1).tolist()  # (K·M,) exact engine
     obs = query_observables(layer.readout_template, layer.basis[0].detach().numpy())
     out.mkdir(parents=True, exist_ok=True)

@@ -118,6 +118,7 @@ class PrimitiveQLAM(QLAMClassifier):
         blk, layer = self.blocks[0], self.blocks[0].mixer
         frozen = [self.embed, blk.norm1, layer.proj]
         for p in [q for m in frozen for q in m.parameters()] + [layer.mix] + \
+                ([layer.log_dt] if layer.log_dt is not None else []) + \
                 ([self.pos] if self.pos is not None else []):
             p.requires_grad_(False)
         self.cache_features = True
@@ -145,7 +146,7 @@ class PrimitiveQLAM(QLAMClassifier):
         """x (B, T, d_input) -> residual stream h (B, T, d) and input angles θ (B, T, m)."""
         h = self.embed_tokens(x)  # (B, T, d)
         blk = self.blocks[0]
-        return h, blk.mixer.proj(blk.norm1(h))  # θ: per-token input angles of the one memory
+        return h, blk.mixer.input_angles(blk.norm1(h))[..., 0, :]  # θ: the one memory's angles
 
     def finish(self, h: Tensor, ev: Tensor) -> Tensor:
         """Residual stream h (B, T, d) and query readouts ev (B, K·M) -> logits (B, classes)."""
@@ -158,7 +159,7 @@ class PrimitiveQLAM(QLAMClassifier):
         """x (B, T, d_input) -> logits (B, num_classes), the circuit evaluated by the QNN."""
         h, theta = self.angles(x)  # (B, T, d), (B, T, m)
         layer = self.blocks[0].mixer
-        e = self.expectations(theta.flatten(1), layer.mix[0])  # (B, E)
+        e = self.expectations(theta.flatten(1), layer.mixing()[0])  # (B, E)
         return self.finish(h, pauli_readout(e, layer.basis[0], self.num_qubits, self.terms))
 
 

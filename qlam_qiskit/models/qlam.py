@@ -2,10 +2,16 @@
 
 The recurrence, per head h and token t (all heads and samples batched in the engine):
 
-    θ_t   = W x_t + b                       classical affine map to RZ angles
-    |ψ_t> = M(w_h) E(θ_t) |ψ_{t-1}>          QLAM cell (circuits/cell.py), |ψ_0> = |+>^n
+    θ_t   = Δ_h (W x_t + b)                 classical affine map to RZ angles, times a step Δ_h
+    |ψ_t> = M(Δ_h w_h) E(θ_t) |ψ_{t-1}>      QLAM cell (circuits/cell.py), |ψ_0> = |+>^n
     y_t   = ⟨ψ_t| U_k† Z_S U_k |ψ_t⟩         K learned bases × Z terms (circuits/readout.py)
     out_t = V y_t                           linear map of all heads' readouts
+
+Every angle of memory h is a Trotter step of length Δ_h of exp(-i(H_mix + H_in(x_t))), with
+log Δ_h learned and initialised log-spaced across the memories (``dt_min``..``dt_max``), as an
+SSM initialises its channels' steps: a slow memory turns by O(1) over the whole sequence, a fast
+one follows the last few tokens. Without it (dt_max 0) every memory turns by about the same angle
+per token and, at T = 784, is scrambled long before the end (benchmarks/design_search).
 """
 
 from __future__ import annotations
@@ -61,11 +67,16 @@ class ModelConfig:
     """How the sequence is summarised for the classifier: mean over tokens, or the last token. Default: "mean"."""
     dropout: float = 0.0
     """Dropout on residual branches. Default: 0.0."""
-    mix_init: float = 0.5
-    """Mixing angles start uniform in [-mix_init, mix_init]: near a fixed entangler, a long-memory start. Default: 0.5."""
-    input_scale: float = 0.3
-    """Initial std of a token's input angles for unit-variance features; small angles keep the
-    accumulated phases from wrapping early (0.3 beat 1.0 and 0.1 on validation). Default: 0.3."""
+    mix_init: float = 1.0
+    """Mixing weights start uniform in [-mix_init, mix_init] (angles Δ_h times these). Default: 1.0."""
+    input_scale: float = 1.0
+    """Initial std of a token's input weights for unit-variance features (angles Δ_h times
+    these); the input biases start uniform in [-input_scale, input_scale]. Default: 1.0."""
+    dt_min: float = 1e-3
+    """Step Δ of the slowest memory at initialisation (memories log-spaced up to dt_max). Default: 1e-3."""
+    dt_max: float = 1e-1
+    """Step Δ of the fastest memory at initialisation; 0 turns time scales off (angles are the
+    weights themselves, biases uniform in [-π, π]: the design before 2026-11-29). Default: 1e-1."""
     dtype: str = "complex64"
     """Statevector precision: complex64 or complex128. Default: "complex64"."""
     kernel: str = "auto"
@@ -88,7 +99,8 @@ class QLAMLayer(nn.Module):
                  cell: CellConfig | CellTemplate = CellConfig(),
                  queries: int = ModelConfig.queries, correlators: str = ModelConfig.correlators,
                  readout: str = "all", mix_init: float = ModelConfig.mix_init,
-                 input_scale: float = ModelConfig.input_scale, dtype: str = ModelConfig.dtype,
+                 input_scale: float = ModelConfig.input_scale, dt_min: float = ModelConfig.dt_min,
+                 dt_max: float = ModelConfig.dt_max, dtype: str = ModelConfig.dtype,
                  kernel: str = ModelConfig.kernel) -> None:
         super().__init__()
         if readout not in ("all", "last"):
@@ -103,21 +115,47 @@ class QLAMLayer(nn.Module):
         m, p = len(tpl.inputs), len(tpl.weights)
         self.proj = nn.Linear(d_in, heads * m)  # token -> per-head input angles
         nn.init.normal_(self.proj.weight, std=input_scale / math.sqrt(d_in))
-        nn.init.uniform_(self.proj.bias, -math.pi, math.pi)
+        bias = input_scale if dt_max > 0 else math.pi
+        nn.init.uniform_(self.proj.bias, -bias, bias)
         self.mix = nn.Parameter(torch.empty(heads, p).uniform_(-mix_init, mix_init))  # (H, P)
         self.basis = nn.Parameter(torch.rand(heads, len(self.readout_template.weights))
                                   * 2 * math.pi)  # (H, 3nK)
-        for angle in (self.mix, self.basis):  # circuit angles: own lr, no weight decay
-            angle._optim = {"weight_decay": 0.0, "circuit": True}
+        if dt_max > 0:
+            if not 0 < dt_min <= dt_max:
+                raise ValueError(f"time scales need 0 < dt_min <= dt_max, got {dt_min}, {dt_max}")
+            lo, hi = math.log(dt_min), math.log(dt_max)  # one memory: the middle of the range
+            self.log_dt = nn.Parameter(torch.linspace(lo, hi, heads) if heads > 1
+                                       else torch.tensor([(lo + hi) / 2]))
+        else:
+            self.register_parameter("log_dt", None)
+        for angle in (self.mix, self.basis, self.log_dt):  # circuit angles: own lr, no decay
+            if angle is not None:
+                angle._optim = {"weight_decay": 0.0, "circuit": True}
         self.out = nn.Linear(heads * self.readout_template.num_outputs, d_out)
+
+    def steps(self) -> Tensor | None:
+        """Each memory's step Δ_h (H,), or None without time scales."""
+        return None if self.log_dt is None else torch.exp(self.log_dt)
+
+    def input_angles(self, x: Tensor) -> Tensor:
+        """The cell's input angles of every memory: x (..., d_in) -> θ (..., H, m) = Δ_h (W x + b).
+        What a circuit of this layer binds to its input parameters."""
+        theta = self.proj(x).unflatten(-1, (self.heads, -1))  # (..., H, m)
+        dt = self.steps()
+        return theta if dt is None else theta * dt[:, None]
+
+    def mixing(self) -> Tensor:
+        """The cell's weight angles of every memory: (H, P) = Δ_h w_h. What a circuit of this
+        layer binds to its weight parameters."""
+        dt = self.steps()
+        return self.mix if dt is None else self.mix * dt[:, None]
 
     def forward(self, x: Tensor) -> Tensor:
         """x (B, T, d_in) -> (B, T, d_out), or (B, d_out) when readout='last'."""
         if self.readout == "all" and self.engine.reads_fused(x.device, self.measure):
             return self._read_fused(x)
-        b, t, _ = x.shape
-        theta = self.proj(x).view(b, t, self.heads, -1).permute(1, 2, 0, 3)  # (T, H, B, m)
-        states = self.engine.run(theta, self.mix, all_states=self.readout == "all")
+        theta = self.input_angles(x).permute(1, 2, 0, 3)  # (T, H, B, m)
+        states = self.engine.run(theta, self.mixing(), all_states=self.readout == "all")
         ev = self.measure(states, self.basis)  # (T, H, B, K, M) or (H, B, K, M)
         ev = ev.movedim(-3, 0).flatten(-3)  # (B, T, H*K*M) or (B, H*K*M)
         return self.out(ev.to(self.out.weight.dtype))
@@ -128,13 +166,18 @@ class QLAMLayer(nn.Module):
         and both Linear maps run as one GEMM over the B·T tokens, in the kernel's layouts
         (heads first, tokens and samples last): no per-token tensor is transposed."""
         (b, t, d), h = x.shape, self.heads
-        p, c = self.engine.relative_phases(self.mix)  # (m, n), (H, n): δ = θ P + c
+        mix = self.mixing()  # (H, P)
+        p, c = self.engine.relative_phases(mix)  # (m, n), (H, n): δ = θ P + c
         p, c = p.to(self.proj.weight.dtype), c.to(self.proj.weight.dtype)
-        w_in = torch.einsum("jq,hjd->hqd", p, self.proj.weight.view(h, -1, d))  # (H, n, d)
-        b_in = torch.einsum("jq,hj->hq", p, self.proj.bias.view(h, -1)) + c  # (H, n)
+        w, bias = self.proj.weight.view(h, -1, d), self.proj.bias.view(h, -1)  # (H, m, d), (H, m)
+        dt = self.steps()
+        if dt is not None:  # θ = Δ_h (W x + b)
+            w, bias = w * dt[:, None, None], bias * dt[:, None]
+        w_in = torch.einsum("jq,hjd->hqd", p, w)  # (H, n, d)
+        b_in = torch.einsum("jq,hj->hq", p, bias) + c  # (H, n)
         tokens = x.transpose(0, 1).reshape(t * b, d)  # (T·B, d), time-major
         delta = torch.addmm(b_in.reshape(-1, 1), w_in.reshape(-1, d), tokens.T)  # (H·n, T·B)
-        ev = self.engine.read(delta.view(h, -1, t, b), self.mix, self.measure,
+        ev = self.engine.read(delta.view(h, -1, t, b), mix, self.measure,
                               self.basis)  # (H, K, M, T, B)
         ev = ev.reshape(-1, t * b).to(self.out.weight.dtype)  # (H·K·M, T·B)
         out = torch.addmm(self.out.bias, ev.T, self.out.weight.T)  # (T·B, d_out), time-major
@@ -147,9 +190,8 @@ class QLAMLayer(nn.Module):
     def step(self, x_t: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
         """Streaming inference: one token x_t (B, d_in) and the carried state (H, B, D) ->
         (readout features mapped to (B, d_out), next state). Equals forward() token by token."""
-        b = x_t.shape[0]
-        theta = self.proj(x_t).view(b, self.heads, -1).transpose(0, 1)  # (H, B, m)
-        state = self.engine.step(theta, self.mix, state)  # (H, B, D)
+        theta = self.input_angles(x_t).transpose(0, 1)  # (H, B, m)
+        state = self.engine.step(theta, self.mixing(), state)  # (H, B, D)
         ev = self.measure(state, self.basis).movedim(-3, 0).flatten(-3)  # (B, H*K*M)
         return self.out(ev.to(self.out.weight.dtype)), state
 
@@ -200,6 +242,7 @@ class QLAMClassifier(nn.Module):
         make = mixer or (lambda: QLAMLayer(
             d, d, heads=cfg.heads, cell=self.cell_template, queries=cfg.queries,
             correlators=cfg.correlators, mix_init=cfg.mix_init, input_scale=cfg.input_scale,
+            dt_min=cfg.dt_min, dt_max=cfg.dt_max,
             dtype=cfg.dtype, kernel=cfg.kernel))
         self.embed = nn.Linear(cfg.d_input, d)
         self.pos = nn.Parameter(torch.zeros(cfg.max_len, d)) if cfg.max_len else None

@@ -36,7 +36,7 @@ def _apply(psi: Tensor, g: Gate, ang: Tensor) -> Tensor:
 def qlam_readouts_ref(layer: QLAMLayer, x: Tensor) -> Tensor:
     """x (B, T, d_in) -> readouts y (B, T, H, K, M), or (B, H, K, M) with readout='last'.
 
-    θ_t = W x_t + b;  |ψ_t> = M(w) E(θ_t) |ψ_{t-1}>, |ψ_0> = |+>^n;
+    θ_t = Δ_h (W x_t + b);  |ψ_t> = M(Δ_h w) E(θ_t) |ψ_{t-1}>, |ψ_0> = |+>^n;
     y_t,k,S = <ψ_t| U_k† Z_S U_k |ψ_t>, per head h (weights w_h, bases U_k(r_h)).
     """
     cell, ro, cdt = layer.cell_template, layer.readout_template, layer.engine.dtype
@@ -46,8 +46,8 @@ def qlam_readouts_ref(layer: QLAMLayer, x: Tensor) -> Tensor:
     queries = [compile_gates(qc, (), list(ro.weights)) for qc in ro.circuits]  # U_k(r)
     bits = (torch.arange(2**n, device=dev)[:, None] >> torch.arange(n, device=dev)) & 1  # (D, n)
     z = torch.stack([(1 - 2 * bits[:, list(s)]).prod(-1) for s in ro.terms], -1).to(real)  # (D, M)
-    theta = layer.proj(x).view(b, t, h, -1).to(real)  # (B, T, H, m): θ_t = W x_t + b
-    w, r = layer.mix.to(real), layer.basis.to(real)  # (H, P), (H, 3nK)
+    theta = layer.input_angles(x).to(real)  # (B, T, H, m): θ_t = Δ_h (W x_t + b)
+    w, r = layer.mixing().to(real), layer.basis.to(real)  # (H, P): Δ_h w_h, (H, 3nK)
     psi = torch.full((h, b, 2**n), 2 ** (-n / 2), dtype=cdt, device=dev)  # (H, B, D): |+>^n
     ys = []
     for k in range(t):

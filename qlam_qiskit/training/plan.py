@@ -96,8 +96,10 @@ def stored_cell(state: dict) -> CellTemplate | None:
 def stored_configs(state: dict, where: str | Path) -> tuple[ModelConfig, TrainConfig]:
     """The model and training settings a checkpoint holds, or one CheckpointError line when
     they are not this version's (an unknown or missing field)."""
+    legacy = {"dt_min": 0.0, "dt_max": 0.0}  # written before time scales: none
     try:
-        return ModelConfig(**state["model_config"]), TrainConfig(**state["train_config"])
+        return (ModelConfig(**{**legacy, **state["model_config"]}),
+                TrainConfig(**state["train_config"]))
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"{where}: its model_config/train_config is not this version's "
                               f"({str(err).splitlines()[0]}); use the qlam-qiskit that wrote "

@@ -63,7 +63,7 @@ def test_param_groups_put_circuit_angles_in_their_own_group():
     groups = param_groups(model, cfg)
     assert len(groups) == 3
     decay, no_decay, circuit = groups
-    angles = [p for b in model.blocks for p in (b.mixer.mix, b.mixer.basis)]
+    angles = [p for b in model.blocks for p in (b.mixer.mix, b.mixer.basis, b.mixer.log_dt)]
     ids = lambda ps: {id(p) for p in ps}  # noqa: E731
     assert ids(circuit["params"]) == ids(angles)
     assert circuit["lr"] == 5e-2 and circuit["weight_decay"] == 0.0
@@ -115,3 +115,22 @@ def test_layer_step_streams_the_same_outputs_as_forward():
         y, state = layer.step(x_t, state)
         outs.append(y)
     assert torch.allclose(torch.stack(outs, 1), full, atol=1e-5)  # float32 linear maps
+
+
+def test_checkpoints_from_before_time_scales_load_without_them():
+    """A model_config written before time scales (no dt_min/dt_max) means none: the weights of
+    such a checkpoint (no log_dt) load into the model it describes, and give its logits."""
+    from dataclasses import asdict
+
+    from qlam_qiskit.training.plan import stored_configs
+
+    torch.manual_seed(0)
+    old = QLAMClassifier(ModelConfig(**TINY, dt_min=0.0, dt_max=0.0))
+    record = {k: v for k, v in asdict(old.config).items() if k not in ("dt_min", "dt_max")}
+    cfg, _ = stored_configs({"model_config": record, "train_config": {}}, "ckpt")
+    assert cfg.dt_max == 0
+    new = QLAMClassifier(cfg)
+    new.load_state_dict(old.state_dict())  # strict: no log_dt expected or found
+    x = torch.randn(2, 5, TINY.get("d_input", 1))
+    torch.testing.assert_close(new(x), old(x))
+    assert "blocks.0.mixer.log_dt" in QLAMClassifier(ModelConfig(**TINY)).state_dict()

@@ -23,11 +23,13 @@ CASES = ([(PRODUCT, k) for k in ("fused", "dense", "dense-adjoint", "product", "
          + [(DENSE, k) for k in ("dense", "dense-adjoint", "steps")] + [(STEPS, "steps")])
 
 
-def make_layer(cfg: CellConfig, kernel: str, readout: str, seed: int = 0) -> QLAMLayer:
-    """A float64 / complex128 layer with 2 heads and 2 queries."""
+def make_layer(cfg: CellConfig, kernel: str, readout: str, seed: int = 0,
+               dt: tuple[float, float] = (0.5, 2.0)) -> QLAMLayer:
+    """A float64 / complex128 layer with 2 heads and 2 queries; time scales ``dt`` (steps of
+    order one, so every angle is large enough to test), or none with (0, 0)."""
     torch.manual_seed(seed)
     return QLAMLayer(4, 5, heads=2, cell=cfg, queries=2, correlators="pairs", readout=readout,
-                     dtype="complex128", kernel=kernel).double()
+                     dt_min=dt[0], dt_max=dt[1], dtype="complex128", kernel=kernel).double()
 
 
 def case_id(case) -> str:
@@ -63,13 +65,37 @@ def test_reference_gradients_equal_forward_gradients(case, readout):
     x = torch.randn(3, 7, 4, generator=g, dtype=torch.float64)
     c = torch.randn(layer(x).shape, generator=g, dtype=torch.float64)  # loss weights
     params = dict(layer.named_parameters())
-    assert set(params) == {"proj.weight", "proj.bias", "mix", "basis", "out.weight", "out.bias"}
+    assert set(params) == {"proj.weight", "proj.bias", "mix", "basis", "log_dt", "out.weight",
+                           "out.bias"}
     got = torch.autograd.grad((layer(x) * c).sum(), list(params.values()))
     want = torch.autograd.grad((qlam_layer_ref(layer, x) * c).sum(), list(params.values()))
     for name, a, b in zip(params, got, want):
         assert b.abs().max() > 0, name  # every parameter really gets a gradient
         torch.testing.assert_close(a, b, rtol=0, atol=TOL * max(1.0, b.abs().max().item()),
                                    msg=name)
+
+
+@pytest.mark.parametrize("dt", [(0.5, 2.0), (0.0, 0.0)], ids=["timescales", "none"])
+@pytest.mark.parametrize("kernel", ["fused", "dense"])
+def test_time_scales_scale_every_angle(kernel, dt):
+    """Δ_h multiplies a memory's input and mixing angles: the layer equals a layer without time
+    scales whose weights are Δ_h times its own; without time scales there is no log_dt."""
+    layer = make_layer(PRODUCT, kernel, "all", seed=6, dt=dt)
+    plain = make_layer(PRODUCT, kernel, "all", seed=6, dt=(0.0, 0.0))
+    assert (layer.log_dt is None) == (dt[1] == 0) and plain.log_dt is None
+    with torch.no_grad():
+        step = layer.steps() if layer.log_dt is not None else torch.ones(2, dtype=torch.float64)
+        for name in ("proj.weight", "proj.bias", "basis", "out.weight", "out.bias"):
+            plain.get_parameter(name).copy_(layer.get_parameter(name))
+        m = plain.proj.weight.shape[0] // 2
+        plain.proj.weight.mul_(step.repeat_interleave(m)[:, None])
+        plain.proj.bias.mul_(step.repeat_interleave(m))
+        plain.mix.copy_(layer.mix * step[:, None])
+    x = torch.randn(3, 5, 4, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    torch.testing.assert_close(layer(x), plain(x), rtol=0, atol=TOL)
+    if dt[1]:
+        assert not torch.allclose(layer(x), make_layer(PRODUCT, kernel, "all", seed=6,
+                                                        dt=(0.05, 0.2))(x))
 
 
 @pytest.mark.parametrize("readout", ["all", "last"])
@@ -83,10 +109,11 @@ def test_reference_readouts_equal_qiskit_statevector(cfg, readout):
     sample = 1
     with torch.no_grad():
         y = qlam_readouts_ref(layer, x)[sample].numpy()  # (T, H, K, M) or (H, K, M)
-        theta = layer.proj(x[sample]).view(3, layer.heads, -1).numpy()  # (T, H, m)
+        theta = layer.input_angles(x[sample]).numpy()  # (T, H, m): Δ_h (W x + b)
+        mix = layer.mixing().numpy()  # (H, P): Δ_h w_h
     ro, n = layer.readout_template, cfg.qubits
     obs = z_observables(n, ro.terms)
-    mix, basis = layer.mix.detach().numpy(), layer.basis.detach().numpy()
+    basis = layer.basis.detach().numpy()
     tokens = range(1, 4) if readout == "all" else [3]
     for t in tokens:
         seq = qlam_sequence(layer.cell_template, t)
