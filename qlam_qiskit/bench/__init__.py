@@ -1,7 +1,9 @@
 """Grids of models × tasks × seeds on one budget, and their comparison table."""
 
 from .protocol import PAPER, PROTOCOLS, Protocol
-from .grid import Cell, plan, run_grid
+from .executors import EXECUTORS, LocalExecutor, RayExecutor, run_grid
+from .grid import Cell, plan
 from .report import summarise
 
-__all__ = ["PAPER", "PROTOCOLS", "Protocol", "Cell", "plan", "run_grid", "summarise"]
+__all__ = ["EXECUTORS", "PAPER", "PROTOCOLS", "Protocol", "Cell", "LocalExecutor", "RayExecutor",
+           "plan", "run_grid", "summarise"]

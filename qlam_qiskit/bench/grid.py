@@ -2,17 +2,16 @@
 
 Each cell is its own process (``python -m qlam_qiskit run``) writing its own run folder, so cells
 can run side by side, a crash stays in its cell's log, and an interrupted grid resumes per cell:
-finished cells (result.json) are skipped, cut-short ones continue from their checkpoint.
+finished cells (result.json) are skipped, cut-short ones continue from their checkpoint. Where
+the cells run is the executor's business (``executors.run_grid``: here, or as Ray tasks).
 """
 
 from __future__ import annotations
 
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from ..models import ModelConfig, QLAMClassifier
 from ..models.baselines import BaselineClassifier
@@ -102,30 +101,13 @@ def finished(cell: Cell, out: Path) -> bool:
     return (out / "runs" / cell.name / "result.json").is_file()
 
 
-def run_grid(protocol: Protocol, out: Path, *, cells: list[Cell] | None = None,
-             data_dir: str | None = None, threads: int = 1,
-             on_done: Callable[[Cell, int], None] | None = None) -> dict[str, int]:
-    """Run every unfinished cell (``protocol.jobs`` at a time); return each cell's exit status.
-
-    ``cells`` is ``plan(protocol)`` when already computed (planning builds models to match
-    parameter counts). Output of cell c goes to ``out/runs/<c.name>/run.log``; finished cells are
-    not run again.
-    """
-    cells = plan(protocol) if cells is None else cells
-    todo = [c for c in cells if not finished(c, out)]
-    status = {c.name: 0 for c in cells if c not in todo}
-
-    def go(cell: Cell) -> int:
-        run_dir = out / "runs" / cell.name
-        run_dir.mkdir(parents=True, exist_ok=True)
-        args = command(cell, protocol, run_dir, data_dir=data_dir, threads=threads)
-        with open(run_dir / "run.log", "a") as log:
-            rc = subprocess.run(args, stdout=log, stderr=subprocess.STDOUT).returncode
-        if on_done:
-            on_done(cell, rc)
-        return rc
-
-    with ThreadPoolExecutor(max_workers=max(1, protocol.jobs)) as workers:
-        for cell, rc in zip(todo, workers.map(go, todo)):
-            status[cell.name] = rc
-    return status
+def run_cell(cell: Cell, protocol: Protocol, out: Path, data_dir: str | None,
+             threads: int) -> int:
+    """Run one cell as its own process, resuming its checkpoint if it has one; output appended
+    to ``out/runs/<cell.name>/run.log``. Returns the exit status. The command is built where the
+    cell runs (a Ray worker too), so a retried cell resumes rather than starts over."""
+    run_dir = out / "runs" / cell.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    args = command(cell, protocol, run_dir, data_dir=data_dir, threads=threads)
+    with open(run_dir / "run.log", "a") as log:
+        return subprocess.run(args, stdout=log, stderr=subprocess.STDOUT).returncode

@@ -9,7 +9,8 @@ from pathlib import Path
 import click
 from tqdm.auto import tqdm
 
-from ..bench import PROTOCOLS, plan, run_grid, summarise
+from ..bench import EXECUTORS, PROTOCOLS, LocalExecutor, RayExecutor, plan, run_grid, summarise
+from ..bench.executors import cell_resources
 from ..bench.grid import command, finished
 from ..bench.protocol import MODELS
 from ..data import DATA_ENV, TASKS
@@ -46,10 +47,20 @@ BENCH_TASKS = tuple(t for t in TASKS if t != "mnist-mini")
 @click.option("--out", type=click.Path(file_okay=False),
               help="Grid folder (default: runs/bench-<protocol>). Rerun to resume.")
 @click.option("--dry-run", is_flag=True, help="List the cells and their commands; run nothing.")
+@click.option("--executor", type=click.Choice(EXECUTORS), default="local", show_default=True,
+              help="local: cells as subprocesses here, --jobs at a time; ray: every cell a Ray "
+              "task asking for a GPU (cuda) or --threads CPUs (needs pip install "
+              "\"qlam-qiskit[ray]\").")
+@click.option("--address", help="--executor ray: the Ray cluster to join (auto, HOST:6379, "
+              "ray://HOST:10001); default: a local Ray instance on this machine's cores.")
 @user_errors
 def bench_cmd(name, models, tasks, seeds, downsample, epochs, limit_train, limit_test, lr,
-              circuit_lr, jobs, threads, device, data_dir, out, dry_run) -> None:
+              circuit_lr, jobs, threads, device, data_dir, out, dry_run, executor,
+              address) -> None:
     """Run a protocol's grid (resuming an interrupted one) and write table.md, results.json, plots."""
+    if address and executor != "ray":
+        raise QLAMError("--address is the Ray cluster of --executor ray: add --executor ray or "
+                        "drop --address")
     overrides = {"models": name_list(models, MODELS, "--models"),
                  "tasks": name_list(tasks, BENCH_TASKS, "--tasks"),
                  "seeds": int_list(seeds, "--seeds", example="0,1,2"),
@@ -65,10 +76,15 @@ def bench_cmd(name, models, tasks, seeds, downsample, epochs, limit_train, limit
         raise QLAMError(f"{out} holds a grid with other settings ({saved}); rerun with the same "
                         "options to resume it, or choose another --out")
     check_device(protocol.device)
+    runner = RayExecutor(address) if executor == "ray" and not dry_run else \
+        LocalExecutor(protocol.jobs)
     cells = plan(protocol)
     done = [c for c in cells if finished(c, out)]
+    need = "1 GPU" if "num_gpus" in cell_resources(protocol, threads) else f"{threads} CPU(s)"
+    how = (f"{protocol.jobs} at a time x {threads} thread(s)" if executor == "local" else
+           f"Ray tasks on {address or 'a local instance'}, each with {need}")
     click.echo(f"qlam-qiskit bench: protocol {name}, {len(cells)} runs ({len(done)} finished), "
-               f"{protocol.jobs} at a time x {threads} thread(s) -> {out}")
+               f"{how} -> {out}")
     if dry_run:
         for c in cells:
             state = "done" if c in done else "todo"
@@ -87,7 +103,8 @@ def bench_cmd(name, models, tasks, seeds, downsample, epochs, limit_train, limit
         else:
             summarise(out, protocol)  # table grows as runs finish
     try:
-        run_grid(protocol, out, cells=cells, data_dir=data_dir, threads=threads, on_done=on_done)
+        run_grid(protocol, out, cells=cells, data_dir=data_dir, threads=threads, on_done=on_done,
+                 executor=runner)
     except KeyboardInterrupt:
         raise click.ClickException(f"interrupted; rerun the same command to resume ({out})") from None
     finally:

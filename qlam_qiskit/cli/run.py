@@ -18,6 +18,7 @@ from ..errors import BackendError, QLAMError, StorageError
 from ..io import CHECKPOINT
 from ..models.qlam import POOLS
 from ..training import runtime
+from ..training.distributed import is_main_process
 from ..training.plan import SCOPES, PrimitiveOptions
 from ..training.run import MODEL_KINDS, execute, plan_run, resume_run
 from .common import Failure, Terminated, fail, interrupted, user_errors
@@ -112,7 +113,10 @@ def run_cmd(task, data_dir, gray, downsample, backend, kind, position, epochs, b
             circuit_lr, limit_train, limit_test, seed, device, threads, out, resume, quiet, patch,
             train_scope, gradient, shots, optimization_level, resilience_level, dd, twirling,
             cell_file, **model) -> None:
-    """Train a QLAM classifier on a sequence task and report its test accuracy."""
+    """Train a QLAM classifier on a sequence task and report its test accuracy.
+
+    Under torchrun (``torchrun --nproc-per-node N --no-python qlam-qiskit run ...``) the N
+    processes train one run data-parallel; rank 0 prints and writes the run folder."""
     plan = None
     try:
         runtime.configure(threads)
@@ -143,6 +147,8 @@ def run_cmd(task, data_dir, gray, downsample, backend, kind, position, epochs, b
         if plan is None:
             raise
         raise Failure(f"{fail(err).message}; then {next_step(plan.out)}") from None
+    if not is_main_process():
+        return
     where = "" if plan.backend.exact else f" on {plan.backend.name}"
     click.echo(f"test accuracy {result['test_accuracy']:.4f} (val {result['val_accuracy']:.4f}) "
                f"after {result['epochs']} epochs{where}, {result['train_seconds']:.0f}s training; "

@@ -1,4 +1,5 @@
-"""Training loop shared by QLAM and the baselines: AdamW, warmup + cosine, clipping, resume."""
+"""Training loop shared by QLAM and the baselines: AdamW, warmup + cosine, clipping, resume;
+data-parallel over the ranks of a ``Group`` (torchrun) with the single-process batches and result."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from tqdm.auto import tqdm
 
 from ..errors import CheckpointError, QLAMError
 from ..io import CHECKPOINT, check_free_space, load_checkpoint, save_json, save_jsonl, save_torch
+from .distributed import SINGLE, Group
 
 Tensor = torch.Tensor
 
@@ -117,18 +119,24 @@ def warmup_cosine(total: int, warmup: float) -> Callable[[int], float]:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 256,
-             device: str = "cpu") -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of ``model`` on (x (N, T, C), y (N,))."""
+             device: str = "cpu", group: Group = SINGLE) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` on (x (N, T, C), y (N,)); over several ranks
+    each evaluates its share x[rank::world] and the sums are added up."""
     if len(x) == 0:
         return float("nan"), float("nan")
     model.eval()
+    if group.world > 1:
+        x, y = x[group.rank::group.world], y[group.rank::group.world]  # (N/world, T, C)
     loss, correct = 0.0, 0
     for i in range(0, len(x), batch_size):
         xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
         logits = model(xb)  # (B, classes)
         loss += nn.functional.cross_entropy(logits, yb, reduction="sum").item()
         correct += (logits.argmax(-1) == yb).sum().item()
-    return loss / len(x), correct / len(x)
+    n = len(x)
+    if group.world > 1:
+        loss, correct, n = group.sum([loss, correct, n])
+    return loss / n, correct / n
 
 
 def seed_everything(seed: int) -> None:
@@ -138,16 +146,35 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def shard(idx: Tensor, group: Group) -> tuple[Tensor, float]:
+    """This rank's share of a global batch ``idx`` and the weight of its mean loss, so that the
+    ranks' gradients averaged (as DDP does) equal the gradient of the whole batch's mean loss:
+    len(share)·world/len(idx). A rank left without samples (a last batch smaller than world)
+    takes one sample at weight 0, so it still joins the gradient all-reduce."""
+    mine = idx[group.rank::group.world]
+    if len(mine) == 0:
+        return idx[:1], 0.0
+    return mine, len(mine) * group.world / len(idx)
+
+
 def train(model: nn.Module, data: Any, cfg: TrainConfig, out: str | Path, *,
-          meta: dict | None = None, resume: bool | dict = False, progress: bool = True) -> dict:
+          meta: dict | None = None, resume: bool | dict = False, progress: bool = True,
+          group: Group = SINGLE) -> dict:
     """Train on ``data`` (a TaskData), writing checkpoint.pt, metrics.jsonl and result.json to ``out``.
 
     With ``resume`` (True, or the checkpoint already loaded) training continues from the epoch after
     the checkpoint in ``out``, restoring optimiser, schedule and RNG state, so the final weights
     equal an uninterrupted run.
+
+    Over a ``group`` of several ranks (torchrun), every step takes the same global batch as one
+    process would, each rank its share of it (``shard``), and DistributedDataParallel averages
+    the gradients; metrics are summed over ranks, rank 0 alone prints and writes the files. The
+    final weights equal a one-process run's up to float reduction order, and a checkpoint
+    resumes at any number of processes.
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if group.is_main:
+        out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / CHECKPOINT
     device = torch.device(cfg.device)
     model.to(device)
@@ -177,34 +204,46 @@ def train(model: nn.Module, data: Any, cfg: TrainConfig, out: str | Path, *,
         train_seconds = state["train_seconds"]
     n_params = sum(p.numel() for p in model.parameters())
     seq_len = data.x_train.shape[1]
+    net = model  # what the steps call: the model, or its DDP wrapper over several ranks
+    if group.world > 1:
+        net = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    progress = progress and group.is_main
 
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
         order = torch.randperm(len(data.x_train),
                                generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch))
-        t0, seen, loss_sum, correct = time.perf_counter(), 0, 0.0, 0
+        # seen: samples of all ranks; mine, loss_sum, correct: this rank's (summed after)
+        t0, seen, mine, loss_sum, correct = time.perf_counter(), 0, 0, 0.0, 0
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}",
                    disable=not progress, leave=False, dynamic_ncols=True)
         for i in bar:
             idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
-            xb, yb = data.x_train[idx].to(device), data.y_train[idx].to(device)
-            logits = model(xb)  # (B, classes)
+            part, weight = shard(idx, group)  # all of idx, weight 1.0, in one process
+            xb, yb = data.x_train[part].to(device), data.y_train[part].to(device)
+            logits = net(xb)  # (B, classes)
             loss = nn.functional.cross_entropy(logits, yb, label_smoothing=cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss if weight == 1.0 else loss * weight).backward()
             nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
             opt.step()
             sched.step()
             seen += len(idx)
-            loss_sum += loss.item() * len(idx)
-            correct += (logits.argmax(-1) == yb).sum().item()
+            if weight:
+                mine += len(part)
+                loss_sum += loss.item() * len(part)
+                correct += (logits.argmax(-1) == yb).sum().item()
             rate = seen * seq_len / (time.perf_counter() - t0)
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}",
-                            steps_s=f"{rate:,.0f}")
+            bar.set_postfix(loss=f"{loss_sum / max(1, mine):.3f}",
+                            acc=f"{correct / max(1, mine):.3f}", steps_s=f"{rate:,.0f}")
         bar.close()
+        if group.world > 1:
+            loss_sum, correct = group.sum([loss_sum, correct])
         seconds = time.perf_counter() - t0
         train_seconds += seconds
-        val_loss, val_acc = evaluate(model, data.x_val, data.y_val, cfg.eval_batch_size, device)
+        val_loss, val_acc = evaluate(model, data.x_val, data.y_val, cfg.eval_batch_size, device,
+                                     group)
         row = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": correct / seen,
                "val_loss": val_loss, "val_acc": val_acc, "lr": sched.get_last_lr()[0],
                "seconds": seconds, "sample_steps_per_s": seen * seq_len / seconds}
@@ -214,19 +253,22 @@ def train(model: nn.Module, data: Any, cfg: TrainConfig, out: str | Path, *,
                        f"train {row['train_acc']:.3f}  val {val_acc:.3f}  "
                        f"{row['sample_steps_per_s']:,.0f} sample-steps/s  {seconds:.1f}s")
         # meta first: its keys (e.g. "model": "qlam") must not clobber the training state
-        save_torch({**(meta or {}), "model": model.state_dict(), "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(), "rng": torch.get_rng_state(),
-                    "epoch": epoch + 1, "metrics": metrics, "train_seconds": train_seconds,
-                    "train_config": asdict(cfg)}, ckpt_path)
-        save_jsonl(metrics, out / "metrics.jsonl")
+        state = {**(meta or {}), "model": model.state_dict(), "optimizer": opt.state_dict(),
+                 "scheduler": sched.state_dict(), "rng": torch.get_rng_state(),
+                 "epoch": epoch + 1, "metrics": metrics, "train_seconds": train_seconds,
+                 "train_config": asdict(cfg)}
+        group.on_main(lambda: (save_torch(state, ckpt_path),
+                               save_jsonl(metrics, out / "metrics.jsonl")))
 
-    test_loss, test_acc = evaluate(model, data.x_test, data.y_test, cfg.eval_batch_size, device)
+    test_loss, test_acc = evaluate(model, data.x_test, data.y_test, cfg.eval_batch_size, device,
+                                   group)
     last = metrics[-1] if metrics else {}
     result = {"task": data.name, "test_accuracy": test_acc, "test_loss": test_loss,
               "val_accuracy": last.get("val_acc"), "num_params": n_params, "epochs": cfg.epochs,
               "train_seconds": train_seconds, "seq_len": seq_len,
               "train_size": len(data.x_train), "test_size": len(data.x_test),
               "sample_steps_per_s": last.get("sample_steps_per_s"),
-              "threads": torch.get_num_threads(), "train_config": asdict(cfg), **(meta or {})}
-    save_json(result, out / "result.json")
+              "threads": torch.get_num_threads(), "world_size": group.world,
+              "train_config": asdict(cfg), **(meta or {})}
+    group.on_main(lambda: save_json(result, out / "result.json"))
     return result

@@ -10,6 +10,11 @@ Resume rules: a resumed run keeps every setting its checkpoint holds; only the e
 on: never fewer than already trained), the device and the data folder may change, and its backend
 is the one it was trained on. A finished run (result.json written, every epoch trained) has
 nothing to resume.
+
+Under torchrun (WORLD_SIZE above 1) every process plans the same run, then ``execute`` joins
+the process group: rank 0 alone takes the folder (lock, checks, header) and writes the files;
+every rank trains its share of each batch (``training.distributed``, ``loop.train``). Primitives
+backends train in one process.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from ..errors import CheckpointError, QLAMError
 from ..io import CHECKPOINT, RUN_FILES, RunLock, load_checkpoint, remove_stale_temps
 from ..models import ModelConfig, QLAMClassifier
 from ..models.baselines import BASELINES, BaselineClassifier
+from .distributed import Group, process_group, world_size
 from .loop import TrainConfig, check_device, check_run_space, seed_everything, train
 from .plan import PrimitiveOptions, RunPlan, cell_record, stored_cell, stored_configs
 from .presets import preset
@@ -153,22 +159,46 @@ def build_model(kind: str, cfg: ModelConfig, cell: CellTemplate | None = None) -
 def execute(plan: RunPlan, *, progress: bool = True,
             echo: Callable[[str], None] = print) -> dict:
     """Load the data, take the run folder (lock, space), build the model, print the header
-    line, train; returns result.json's dict. A run that saved nothing leaves no folder behind."""
-    data = plan.spec.load(plan.train.seed)  # checked before anything is written
-    lock = RunLock(plan.out).acquire()  # also the check that the folder is writable
+    line, train; returns result.json's dict. A run that saved nothing leaves no folder behind.
+    Under torchrun, every rank trains and rank 0 alone holds the folder and writes to it."""
+    if world_size() > 1 and not plan.backend.exact:
+        raise QLAMError(f"--backend {plan.backend.name} trains through Estimator primitives in "
+                        "one process: run it without torchrun (or --nproc-per-node 1)")
+    with process_group(plan.train.device) as group:
+        if group.world > 1:
+            plan.train.device = group.device  # cpu, or this rank's cuda:LOCAL_RANK
+        data = group.each(lambda: plan.spec.load(plan.train.seed))  # checked before any write
+        lock = group.on_main(lambda: _take_folder(plan))
+        try:
+            if not plan.backend.exact:
+                return train_primitives(plan, data, progress=progress, echo=echo)
+            return _train_exact(plan, data, group, progress=progress, echo=echo)
+        finally:
+            if lock is not None:
+                _leave_folder(plan, lock)
+
+
+def _take_folder(plan: RunPlan) -> RunLock:
+    """The run folder's lock (also the check that it is writable), no stale temporary files,
+    and the folder still as planned."""
+    lock = RunLock(plan.out).acquire()
     try:
         remove_stale_temps(plan.out, RUN_FILES, any_writer=True)  # no writer but us now
         _check_folder(plan)
-        if not plan.backend.exact:
-            return train_primitives(plan, data, progress=progress, echo=echo)
-        return _train_exact(plan, data, progress=progress, echo=echo)
-    finally:
-        lock.release()
-        try:
-            if lock.created and not any(plan.out.iterdir()):
-                plan.out.rmdir()  # nothing was saved: no empty folder either
-        except OSError:
-            pass
+    except BaseException:
+        _leave_folder(plan, lock)
+        raise
+    return lock
+
+
+def _leave_folder(plan: RunPlan, lock: RunLock) -> None:
+    """Release the lock; a folder this run created and saved nothing in is removed."""
+    lock.release()
+    try:
+        if lock.created and not any(plan.out.iterdir()):
+            plan.out.rmdir()  # nothing was saved: no empty folder either
+    except OSError:
+        pass
 
 
 def _check_folder(plan: RunPlan) -> None:
@@ -182,7 +212,7 @@ def _check_folder(plan: RunPlan) -> None:
                         "epoch); run the command again")
 
 
-def _train_exact(plan: RunPlan, data: Any, *, progress: bool,
+def _train_exact(plan: RunPlan, data: Any, group: Group, *, progress: bool,
                  echo: Callable[[str], None]) -> dict:
     mcfg = plan.model
     mcfg.d_input, mcfg.num_classes = data.channels, data.num_classes
@@ -190,17 +220,18 @@ def _train_exact(plan: RunPlan, data: Any, *, progress: bool,
         mcfg.max_len = data.seq_len if plan.position else 0
     seed_everything(plan.train.seed)
     model = build_model(plan.kind, mcfg, plan.cell)
-    check_run_space(plan.out, model)
     n_params = sum(p.numel() for p in model.parameters())
     import torch
 
-    echo(f"qlam-qiskit run: task {plan.spec.task} ({len(data.x_train)} train / {len(data.x_val)} "
-         f"val / {len(data.x_test)} test, T={data.seq_len}, C={data.channels}), backend "
-         f"{plan.backend.name}, model {plan.kind}: {mcfg.layers} layer(s) x {mcfg.heads} memories "
-         f"x {mcfg.qubits} qubits, {n_params:,} parameters, {plan.train.epochs} epochs, device "
-         f"{plan.train.device}, {torch.get_num_threads()} thread(s) -> {plan.out}")
+    ranks = f" x {group.world} processes" if group.world > 1 else ""
+    group.on_main(lambda: (check_run_space(plan.out, model), echo(
+        f"qlam-qiskit run: task {plan.spec.task} ({len(data.x_train)} train / {len(data.x_val)} "
+        f"val / {len(data.x_test)} test, T={data.seq_len}, C={data.channels}), backend "
+        f"{plan.backend.name}, model {plan.kind}: {mcfg.layers} layer(s) x {mcfg.heads} memories "
+        f"x {mcfg.qubits} qubits, {n_params:,} parameters, {plan.train.epochs} epochs, device "
+        f"{plan.train.device}, {torch.get_num_threads()} thread(s){ranks} -> {plan.out}")))
     meta = {"model": plan.kind, "model_kind": plan.kind, "backend": plan.backend.name,
             "model_config": asdict(model.config), "data": plan.spec.record(data),
             **cell_record(plan.cell)}
     return train(model, data, plan.train, plan.out, meta=meta,
-                 resume=plan.state if plan.resume else False, progress=progress)
+                 resume=plan.state if plan.resume else False, progress=progress, group=group)
