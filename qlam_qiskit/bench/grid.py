@@ -30,6 +30,10 @@ class Cell:
     seed: int
     d_model: int
     """Residual width: the preset's for qlam, the parameter-matched one for a baseline."""
+    lr: float | None = None
+    """Learning rate (tuned); None: the protocol's ``lr``."""
+    circuit_lr: float | None = None
+    """Circuit-angle learning rate (tuned, qlam); None: the protocol's ``circuit_lr``."""
 
     @property
     def name(self) -> str:
@@ -85,8 +89,9 @@ def command(cell: Cell, protocol: Protocol, run_dir: Path, *, data_dir: str | No
         return args + ["--resume"]  # everything else comes from the checkpoint
     args += ["--task", cell.task, "--downsample", str(cell.downsample), "--model", cell.model, "--seed",
              str(cell.seed), "--d-model", str(cell.d_model), "--epochs", str(p.epochs),
-             "--batch-size", str(p.batch_size), "--lr", str(p.lr), "--circuit-lr",
-             str(p.circuit_lr)]
+             "--batch-size", str(p.batch_size),
+             "--lr", str(p.lr if cell.lr is None else cell.lr),
+             "--circuit-lr", str(p.circuit_lr if cell.circuit_lr is None else cell.circuit_lr)]
     if p.gray and cell.task == "scifar10":
         args.append("--gray")
     if p.limit_train:
@@ -106,7 +111,12 @@ def run_cell(cell: Cell, protocol: Protocol, out: Path, data_dir: str | None,
     """Run one cell as its own process, resuming its checkpoint if it has one; output appended
     to ``out/runs/<cell.name>/run.log``. Returns the exit status. The command is built where the
     cell runs (a Ray worker too), so a retried cell resumes rather than starts over."""
-    run_dir = out / "runs" / cell.name
+    return run_in(cell, protocol, out / "runs" / cell.name, data_dir, threads)
+
+
+def run_in(cell: Cell, protocol: Protocol, run_dir: Path, data_dir: str | None,
+           threads: int) -> int:
+    """``run_cell`` in a given run folder (tuning runs have their own); returns the exit status."""
     run_dir.mkdir(parents=True, exist_ok=True)
     args = command(cell, protocol, run_dir, data_dir=data_dir, threads=threads)
     with open(run_dir / "run.log", "a") as log:

@@ -43,6 +43,17 @@ class Protocol:
     """Peak learning rate of classical parameters, every model. Default: 2e-3."""
     circuit_lr: float = 7.5e-3
     """Peak learning rate of circuit angles (QLAM only). Default: 7.5e-3."""
+    tune_trials: int = 0
+    """Optuna trials per (task, downsampling, model), the same number for every model; each cell
+    then trains with its study's best learning rates (``bench/tune.py``). 0: no tuning, every
+    model trains with ``lr`` and ``circuit_lr``. Default: 0."""
+    tune_epochs: int = 2
+    """Epochs of every tuning run. Default: 2."""
+    tune_limit_train: int | None = 5000
+    """Training images of every tuning run (the first k of the training split; scored on its
+    validation split, never on test). None: the whole split. Default: 5000."""
+    tune_seed: int = 0
+    """Seed of every tuning run (validation split, initialisation) and of the search. Default: 0."""
     match_params: bool = True
     """Give each baseline the residual width whose parameter count is nearest QLAM's. Default: True."""
     jobs: int = 1
@@ -62,7 +73,8 @@ PROTOCOLS: dict[str, Protocol] = {
               "ranking of the memories."),
     "gpu": Protocol(
         "gpu", seeds=(0, 1, 2), epochs=20, batch_size=64, lr=2e-3, circuit_lr=7.5e-3,
-        device="cuda",
+        tune_trials=8, tune_epochs=3, tune_limit_train=10000, device="cuda",
         about="one GPU: full-length sequences (T=784/784/1024), full training splits "
-              "less a 10% validation split, full test splits, 20 epochs, 3 seeds."),
+              "less a 10% validation split, full test splits, 20 epochs, 3 seeds; learning rates tuned per "
+              "model and task first (8 trials of 3 epochs on 10,000 images each)."),
 }

@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from ..io import save_figure, save_json, save_text  # noqa: E402
 from .protocol import PAPER, Protocol  # noqa: E402
+from .tune import load_best  # noqa: E402
 
 
 def _load_runs(out: Path) -> list[dict]:
@@ -32,8 +33,20 @@ def _mean_std(xs: list[float]) -> tuple[float, float]:
     return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
 
 
-def _rows(runs: list[dict]) -> list[dict]:
-    """One row per (task, T, model): mean ± std over seeds of accuracy, time and throughput."""
+def _learning_rates(r: dict, best: dict[str, dict]) -> dict:
+    """The learning rates run ``r`` trained with, and its study's outcome if they were tuned."""
+    cfg, model = r.get("train_config", {}), r["model_kind"]
+    lr, circuit_lr = cfg.get("lr"), cfg.get("circuit_lr") if model == "qlam" else None
+    study = best.get(f"{r['data']['task']}-d{r['data'].get('downsample', 1)}-{model}")
+    tuned = bool(study) and study["lr"] == lr and study.get("circuit_lr") == circuit_lr
+    return {"lr": lr, "circuit_lr": circuit_lr, "tuned": tuned,
+            "tune_val_acc": 100 * study["val_accuracy"] if tuned else None,
+            "tune_trials": study["trials"] if tuned else 0}
+
+
+def _rows(runs: list[dict], best: dict[str, dict] | None = None) -> list[dict]:
+    """One row per (task, T, model): mean ± std over seeds of accuracy, time and throughput, and
+    the learning rates (tuned or the protocol's) it trained with."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in runs:
         groups[(r["data"]["task"], r["seq_len"], r["model_kind"])].append(r)
@@ -47,7 +60,7 @@ def _rows(runs: list[dict]) -> list[dict]:
                      "train_seconds": statistics.fmean(r["train_seconds"] for r in rs),
                      "sample_steps_per_s": statistics.fmean(r["sample_steps_per_s"] for r in rs),
                      "train_size": rs[0]["train_size"], "test_size": rs[0]["test_size"],
-                     "epochs": rs[0]["epochs"],
+                     "epochs": rs[0]["epochs"], **_learning_rates(rs[0], best or {}),
                      "curve": [statistics.fmean(c) for c in zip(*(r["curve"] for r in rs))]})
     return rows
 
@@ -67,14 +80,23 @@ def markdown(rows: list[dict], protocol: Protocol) -> str:
         accs = [f"{cell[c + (m,)]['test_acc']:.1f} ± {cell[c + (m,)]['test_acc_std']:.1f} "
                 f"({cell[c + (m,)]['seeds']})" if c + (m,) in cell else "—" for c in cols]
         lines.append(f"| {m} | {'/'.join(f'{p:,}' for p in params)} | " + " | ".join(accs) + " |")
-    lines += ["", "Per run (means over seeds):", "",
-              "| task | T | model | d_model | params | seeds | val acc | test acc | train s | "
-              "sample-steps/s |", "|---|---|---|---|---|---|---|---|---|---|"]
+    p = protocol
+    tuning = (f"tuned on validation, the same budget for every model: {p.tune_trials} Optuna "
+              f"trials of {p.tune_epochs} epoch(s) on {p.tune_limit_train or 'all'} training "
+              f"images, seed {p.tune_seed} (tuned: the search's best val acc)"
+              if p.tune_trials else f"the protocol's, not tuned (lr {p.lr:g}, circuit lr "
+              f"{p.circuit_lr:g})")
+    lines += ["", f"Per run (means over seeds). Learning rates: {tuning}.", "",
+              "| task | T | model | d_model | params | seeds | lr | circuit lr | tuned | val acc | "
+              "test acc | train s | sample-steps/s |", "|" + "---|" * 13]
     for r in sorted(rows, key=lambda r: (r["task"], r["seq_len"], -r["test_acc"])):
+        lr = f"{r['lr']:.2e}" if r["lr"] is not None else "—"
+        clr = f"{r['circuit_lr']:.2e}" if r["circuit_lr"] is not None else "—"
+        tuned = f"yes ({r['tune_val_acc']:.1f}, {r['tune_trials']} trials)" if r["tuned"] else "no"
         lines.append(f"| {r['task']} | {r['seq_len']} | {r['model']} | {r['d_model']} | "
-                     f"{r['params']:,} | {r['seeds']} | {r['val_acc']:.1f} | "
-                     f"{r['test_acc']:.1f} ± {r['test_acc_std']:.1f} | {r['train_seconds']:.0f} | "
-                     f"{r['sample_steps_per_s']:,.0f} |")
+                     f"{r['params']:,} | {r['seeds']} | {lr} | {clr} | {tuned} | "
+                     f"{r['val_acc']:.1f} | {r['test_acc']:.1f} ± {r['test_acc_std']:.1f} | "
+                     f"{r['train_seconds']:.0f} | {r['sample_steps_per_s']:,.0f} |")
     lines += ["", "For reference, arXiv:2605.13833 (10-fold mean, full-length sequences, its own "
               "budget; not comparable to a downsampled or subset protocol):", "",
               "| model | smnist | sfmnist | scifar10 |", "|---|---|---|---|"]
@@ -117,7 +139,7 @@ def _plots(rows: list[dict], out: Path) -> list[Path]:
 
 def summarise(out: Path, protocol: Protocol) -> tuple[str, list[Path]]:
     """Write table.md, results.json and the plots for the finished runs under ``out``."""
-    rows = _rows(_load_runs(out))
+    rows = _rows(_load_runs(out), load_best(out))
     if not rows:
         return "no finished runs yet\n", []
     md = markdown(rows, protocol)

@@ -12,7 +12,8 @@ from tqdm.auto import tqdm
 from ..bench import EXECUTORS, PROTOCOLS, LocalExecutor, RayExecutor, plan, run_grid, summarise
 from ..bench.executors import cell_resources
 from ..bench.grid import command, finished
-from ..bench.protocol import MODELS
+from ..bench.protocol import MODELS, Protocol
+from ..bench.tune import apply, check, load_best, searched, studies, study_name, tune
 from ..data import DATA_ENV, TASKS
 from ..errors import QLAMError
 from ..io import save_json
@@ -38,6 +39,12 @@ BENCH_TASKS = tuple(t for t in TASKS if t != "mnist-mini")
               help="Override the classical learning rate of every model (sensitivity checks).")
 @click.option("--circuit-lr", type=click.FloatRange(min=0, min_open=True),
               help="Override the circuit-angle learning rate (QLAM).")
+@click.option("--tune-trials", type=click.IntRange(0), help="Optuna trials per model and task "
+              "(the same for every model) tuning lr (and qlam's circuit lr) on validation before "
+              "the grid; 0: the protocol's fixed rates. Default: the protocol's.")
+@click.option("--tune-epochs", type=click.IntRange(1), help="Epochs of every tuning run.")
+@click.option("--tune-limit-train", type=click.IntRange(2), help="Training images of every "
+              "tuning run.")
 @click.option("--jobs", type=click.IntRange(1), help="Runs at once (default: the protocol's).")
 @click.option("--threads", type=click.IntRange(1), default=1, show_default=True,
               help="Torch threads per run.")
@@ -55,8 +62,8 @@ BENCH_TASKS = tuple(t for t in TASKS if t != "mnist-mini")
               "ray://HOST:10001); default: a local Ray instance on this machine's cores.")
 @user_errors
 def bench_cmd(name, models, tasks, seeds, downsample, epochs, limit_train, limit_test, lr,
-              circuit_lr, jobs, threads, device, data_dir, out, dry_run, executor,
-              address) -> None:
+              circuit_lr, tune_trials, tune_epochs, tune_limit_train, jobs, threads, device,
+              data_dir, out, dry_run, executor, address) -> None:
     """Run a protocol's grid (resuming an interrupted one) and write table.md, results.json, plots."""
     if address and executor != "ray":
         raise QLAMError("--address is the Ray cluster of --executor ray: add --executor ray or "
@@ -67,31 +74,52 @@ def bench_cmd(name, models, tasks, seeds, downsample, epochs, limit_train, limit
                  "downsample": int_list(downsample, "--downsample", 1, example="4,2,1"),
                  "epochs": epochs,
                  "limit_train": limit_train, "limit_test": limit_test, "lr": lr,
-                 "circuit_lr": circuit_lr, "jobs": jobs,
+                 "circuit_lr": circuit_lr, "tune_trials": tune_trials,
+                 "tune_epochs": tune_epochs, "tune_limit_train": tune_limit_train, "jobs": jobs,
                  "device": device}
     protocol = replace(PROTOCOLS[name], **{k: v for k, v in overrides.items() if v is not None})
     out = Path(out) if out else Path("runs") / f"bench-{name}"
+    if protocol.tune_trials and (lr or circuit_lr):
+        raise QLAMError("--lr/--circuit-lr fix the learning rates that tuning searches: give "
+                        "--tune-trials 0 with them, or drop them")
+    check(protocol)
     saved = out / "protocol.json"
-    if saved.is_file() and json.loads(saved.read_text()) != json.loads(json.dumps(asdict(protocol))):
+    defaults = asdict(Protocol(name))  # grids saved before a field existed ran with its default
+    if saved.is_file() and {**json.loads(json.dumps(defaults)), **json.loads(saved.read_text())} \
+            != json.loads(json.dumps(asdict(protocol))):
         raise QLAMError(f"{out} holds a grid with other settings ({saved}); rerun with the same "
                         "options to resume it, or choose another --out")
     check_device(protocol.device)
     runner = RayExecutor(address) if executor == "ray" and not dry_run else \
         LocalExecutor(protocol.jobs)
     cells = plan(protocol)
-    done = [c for c in cells if finished(c, out)]
+    done = {c.name for c in cells if finished(c, out)}
     need = "1 GPU" if "num_gpus" in cell_resources(protocol, threads) else f"{threads} CPU(s)"
     how = (f"{protocol.jobs} at a time x {threads} thread(s)" if executor == "local" else
            f"Ray tasks on {address or 'a local instance'}, each with {need}")
     click.echo(f"qlam-qiskit bench: protocol {name}, {len(cells)} runs ({len(done)} finished), "
                f"{how} -> {out}")
     if dry_run:
-        for c in cells:
-            state = "done" if c in done else "todo"
+        for c in studies(cells, protocol) if protocol.tune_trials else []:
+            click.echo(f"[tune] {study_name(c)}: {protocol.tune_trials} trials searching "
+                       f"{', '.join(searched(c.model))} ({protocol.tune_epochs} epoch(s), "
+                       f"{protocol.tune_limit_train or 'all'} images) in {out / 'tune'}")
+        for c in apply(cells, load_best(out) if protocol.tune_trials else {}):
+            state = "done" if c.name in done else "todo"
             click.echo(f"[{state}] {c.name} (d_model {c.d_model}): " + " ".join(
                 command(c, protocol, out / "runs" / c.name, data_dir=data_dir, threads=threads)[3:]))
         return
     save_json(asdict(protocol), saved)
+
+    def tuned(study: str, best: dict) -> None:
+        click.echo(f"tuned {study}: {best['trials']} trials, best val {best['val_accuracy']:.3f} "
+                   "at " + ", ".join(f"{k} {best[k]:.2e}" for k in ("lr", "circuit_lr") if k in best))
+    try:  # tuning first (here, --jobs trials at a time), then the cells with what it found
+        best = tune(cells, protocol, out, data_dir=data_dir, threads=threads, jobs=protocol.jobs,
+                    on_study=tuned)
+    except KeyboardInterrupt:
+        raise click.ClickException(f"interrupted; rerun the same command to resume ({out})") from None
+    cells = apply(cells, best)
     bar = tqdm(total=len(cells), initial=len(done), desc="bench", unit="run", dynamic_ncols=True)
     failed: list[str] = []
 
