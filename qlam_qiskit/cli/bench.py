@@ -112,8 +112,9 @@ def bench_cmd(name, models, tasks, seeds, downsample, epochs, limit_train, limit
     save_json(asdict(protocol), saved)
 
     def tuned(study: str, best: dict) -> None:
+        rates = ", ".join(f"{k} {best[k]:.2e}" for k in ("lr", "circuit_lr") if k in best)
         click.echo(f"tuned {study}: {best['trials']} trials, best val {best['val_accuracy']:.3f} "
-                   "at " + ", ".join(f"{k} {best[k]:.2e}" for k in ("lr", "circuit_lr") if k in best))
+                   f"at {rates}")
     try:  # tuning first (here, --jobs trials at a time), then the cells with what it found
         best = tune(cells, protocol, out, data_dir=data_dir, threads=threads, jobs=protocol.jobs,
                     on_study=tuned)

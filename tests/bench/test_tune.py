@@ -100,7 +100,8 @@ def test_circuit_lr_is_searched_for_qlam_only(grid) -> None:
         for t in _study(out, model).get_trials(states=(COMPLETE,)):
             assert set(t.params) == keys
             assert all(SPACE[k][0] <= v <= SPACE[k][1] for k, v in t.params.items())
-    assert "circuit_lr" not in json.loads((out / "tune" / "best.json").read_text())["smnist-d7-lstm"]
+    best = json.loads((out / "tune" / "best.json").read_text())
+    assert "circuit_lr" not in best["smnist-d7-lstm"] and "circuit_lr" in best["smnist-d7-qlam"]
 
 
 def test_table_says_what_each_model_trained_with(grid) -> None:
