@@ -64,12 +64,25 @@ def parse_args(argv=None) -> argparse.Namespace:
 # Worker: one point in a fresh process (imports whichever qlam_qiskit PYTHONPATH names)
 
 
+def _train_step(model, opt, x, y):
+    """One step as ``training/loop.py`` takes it: forward, cross-entropy, backward, clip, AdamW."""
+    from torch import nn
+
+    def step() -> None:
+        loss = nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+
+    return step
+
+
 def _worker(spec: dict) -> dict:
     import resource
     import time
 
     import torch
-    from torch import nn
 
     threads = spec["threads"]
     torch.set_num_threads(threads)
@@ -96,12 +109,7 @@ def _worker(spec: dict) -> dict:
     x = torch.rand(spec["batch"], t_len, channels, generator=g)
     y = torch.randint(0, 10, (spec["batch"],), generator=g)
 
-    def step() -> None:
-        loss = nn.functional.cross_entropy(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+    step = _train_step(model, opt, x, y)
 
     t0 = time.perf_counter()
     step()  # warmup: compiles or loads kernels, first-touches memory
@@ -127,7 +135,6 @@ def _worker(spec: dict) -> dict:
 def _profile_worker(spec: dict) -> dict:
     """One QLAM step under torch.profiler: self CPU time per op, grouped."""
     import torch
-    from torch import nn
     from torch.profiler import ProfilerActivity, profile
 
     torch.set_num_threads(spec["threads"])
@@ -142,12 +149,7 @@ def _profile_worker(spec: dict) -> dict:
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     x, y = torch.rand(spec["batch"], t_len, 1), torch.randint(0, 10, (spec["batch"],))
 
-    def step() -> None:
-        loss = nn.functional.cross_entropy(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+    step = _train_step(model, opt, x, y)
 
     for _ in range(2):
         step()
