@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from qlam_qiskit.cli.main import main
 from qlam_qiskit.models import ModelConfig
-from qlam_qiskit.models.baselines import BASELINES, BaselineClassifier, _UnitaryRNN
+from qlam_qiskit.models.baselines import BASELINES, BaselineClassifier, _AttentionMixer, _UnitaryRNN
 
 CFG = dict(d_input=2, num_classes=4, d_model=8, layers=2, heads=2, qubits=2, max_len=12)
 
@@ -36,6 +36,21 @@ def test_baselines_are_causal(kind):
     y = x.clone()
     y[:, 7:] += 1.0
     assert torch.allclose(block(x)[:, :7], block(y)[:, :7], atol=1e-5)
+
+
+@pytest.mark.parametrize("d, heads, t", [(8, 2, 12), (36, 16, 50), (6, 4, 1)])
+def test_attention_fast_path_equals_multihead_attention(d, heads, t):
+    """The fused causal attention gives nn.MultiheadAttention's values and input gradients."""
+    torch.manual_seed(2)
+    mixer = _AttentionMixer(d, heads).double()
+    x = torch.randn(3, t, d, dtype=torch.float64, requires_grad=True)
+    y, y_ref = mixer(x), mixer.reference(x)
+    torch.testing.assert_close(y, y_ref, rtol=1e-10, atol=1e-10)
+    g = torch.randn_like(y)
+    gx, gw = torch.autograd.grad(y, (x, mixer.attn.in_proj_weight), g)
+    gx_ref, gw_ref = torch.autograd.grad(y_ref, (x, mixer.attn.in_proj_weight), g)
+    torch.testing.assert_close(gx, gx_ref, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(gw, gw_ref, rtol=1e-10, atol=1e-10)
 
 
 def test_urnn_recurrence_is_unitary():
