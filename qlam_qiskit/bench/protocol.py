@@ -52,6 +52,10 @@ class Protocol:
     tune_limit_train: int | None = 5000
     """Training images of every tuning run (the first k of the training split; scored on its
     validation split, never on test). None: the whole split. Default: 5000."""
+    tune_task: str | None = None
+    """Tune on this task only and train every task with its studies' rates: a third of the
+    tuning cost on a small machine, at the price of rates not chosen per task. None: each task
+    tunes its own. Default: None."""
     tune_seed: int = 0
     """Seed of every tuning run (validation split, initialisation) and of the search. Default: 0."""
     match_params: bool = True
@@ -71,6 +75,13 @@ PROTOCOLS: dict[str, Protocol] = {
         about="2-core CPU, about an hour: images downsampled 2x2 (T=196/196/256), 3,000 train / "
               "1,000 test images, 8 epochs, 2 seeds. Not the paper's setting: a quick, fair "
               "ranking of the memories."),
+    "full": Protocol(
+        "full", seeds=(0, 1, 2), epochs=2, batch_size=32, lr=2e-3, circuit_lr=7.5e-3,
+        tune_trials=4, tune_epochs=1, tune_limit_train=10000, tune_task="smnist", jobs=2,
+        about="2-core CPU, resumed over several sessions (~15 h): full-length sequences "
+              "(T=784/784/1024), full training splits less a 10% validation split, full test "
+              "splits, 2 epochs, batch 32, 3 seeds; learning rates tuned once on sMNIST (4 "
+              "trials of 1 epoch on 10,000 images per model) and used on every task."),
     "gpu": Protocol(
         "gpu", seeds=(0, 1, 2), epochs=20, batch_size=64, lr=2e-3, circuit_lr=7.5e-3,
         tune_trials=8, tune_epochs=3, tune_limit_train=10000, device="cuda",

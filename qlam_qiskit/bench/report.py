@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from ..io import save_figure, save_json, save_text  # noqa: E402
 from .protocol import PAPER, Protocol  # noqa: E402
-from .tune import load_best  # noqa: E402
+from .tune import load_best, study_key  # noqa: E402
 
 
 def _load_runs(out: Path) -> list[dict]:
@@ -33,18 +33,19 @@ def _mean_std(xs: list[float]) -> tuple[float, float]:
     return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
 
 
-def _learning_rates(r: dict, best: dict[str, dict]) -> dict:
+def _learning_rates(r: dict, best: dict[str, dict], protocol: Protocol | None = None) -> dict:
     """The learning rates run ``r`` trained with, and its study's outcome if they were tuned."""
     cfg, model = r.get("train_config", {}), r["model_kind"]
     lr, circuit_lr = cfg.get("lr"), cfg.get("circuit_lr") if model == "qlam" else None
-    study = best.get(f"{r['data']['task']}-d{r['data'].get('downsample', 1)}-{model}")
+    study = best.get(study_key(r["data"]["task"], r["data"].get("downsample", 1), model, protocol))
     tuned = bool(study) and study["lr"] == lr and study.get("circuit_lr") == circuit_lr
     return {"lr": lr, "circuit_lr": circuit_lr, "tuned": tuned,
             "tune_val_acc": 100 * study["val_accuracy"] if tuned else None,
             "tune_trials": study["trials"] if tuned else 0}
 
 
-def _rows(runs: list[dict], best: dict[str, dict] | None = None) -> list[dict]:
+def _rows(runs: list[dict], best: dict[str, dict] | None = None,
+          protocol: Protocol | None = None) -> list[dict]:
     """One row per (task, T, model): mean ± std over seeds of accuracy, time and throughput, and
     the learning rates (tuned or the protocol's) it trained with."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
@@ -60,7 +61,7 @@ def _rows(runs: list[dict], best: dict[str, dict] | None = None) -> list[dict]:
                      "train_seconds": statistics.fmean(r["train_seconds"] for r in rs),
                      "sample_steps_per_s": statistics.fmean(r["sample_steps_per_s"] for r in rs),
                      "train_size": rs[0]["train_size"], "test_size": rs[0]["test_size"],
-                     "epochs": rs[0]["epochs"], **_learning_rates(rs[0], best or {}),
+                     "epochs": rs[0]["epochs"], **_learning_rates(rs[0], best or {}, protocol),
                      "curve": [statistics.fmean(c) for c in zip(*(r["curve"] for r in rs))]})
     return rows
 
@@ -83,7 +84,9 @@ def markdown(rows: list[dict], protocol: Protocol) -> str:
     p = protocol
     tuning = (f"tuned on validation, the same budget for every model: {p.tune_trials} Optuna "
               f"trials of {p.tune_epochs} epoch(s) on {p.tune_limit_train or 'all'} training "
-              f"images, seed {p.tune_seed} (tuned: the search's best val acc)"
+              f"images, seed {p.tune_seed}"
+              + (f", on {p.tune_task} only, its rates used on every task" if p.tune_task else "")
+              + " (tuned: the search's best val acc)"
               if p.tune_trials else f"the protocol's, not tuned (lr {p.lr:g}, circuit lr "
               f"{p.circuit_lr:g})")
     lines += ["", f"Per run (means over seeds). Learning rates: {tuning}.", "",
@@ -139,7 +142,7 @@ def _plots(rows: list[dict], out: Path) -> list[Path]:
 
 def summarise(out: Path, protocol: Protocol) -> tuple[str, list[Path]]:
     """Write table.md, results.json and the plots for the finished runs under ``out``."""
-    rows = _rows(_load_runs(out), load_best(out))
+    rows = _rows(_load_runs(out), load_best(out), protocol)
     if not rows:
         return "no finished runs yet\n", []
     md = markdown(rows, protocol)

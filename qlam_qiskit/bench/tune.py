@@ -50,6 +50,9 @@ def check(protocol: Protocol) -> None:
         raise QLAMError(f"tuning budget: --tune-trials {p.tune_trials} (0 or more), --tune-epochs "
                         f"{p.tune_epochs} (1 or more), --tune-limit-train {p.tune_limit_train} "
                         "(2 or more); fix the one out of range")
+    if p.tune_trials and p.tune_task is not None and p.tune_task not in p.tasks:
+        raise QLAMError(f"--tune-task {p.tune_task} is not among the grid's tasks "
+                        f"({','.join(p.tasks)}): add it to --tasks or choose one of them")
     if p.tune_trials:
         _optuna()
 
@@ -59,16 +62,26 @@ def searched(model: str) -> tuple[str, ...]:
     return ("lr", "circuit_lr") if model == "qlam" else ("lr",)
 
 
-def study_name(cell: Cell) -> str:
-    """A study's name: the cell's without its seed (one study serves every seed)."""
-    return f"{cell.task}-d{cell.downsample}-{cell.model}"
+def study_key(task: str, downsample: int, model: str, protocol: Protocol | None = None) -> str:
+    """The study that sets the rates of ``model`` on ``task``: the protocol's ``tune_task``'s
+    where it tunes on one task only."""
+    if protocol is not None and protocol.tune_task:
+        task = protocol.tune_task
+    return f"{task}-d{downsample}-{model}"
+
+
+def study_name(cell: Cell, protocol: Protocol | None = None) -> str:
+    """A cell's study: the cell's name without its seed (one study serves every seed)."""
+    return study_key(cell.task, cell.downsample, cell.model, protocol)
 
 
 def studies(cells: list[Cell], protocol: Protocol) -> list[Cell]:
-    """One tuning cell per (task, downsampling, model) of the grid, with the tuning seed."""
+    """One tuning cell per (task, downsampling, model) of the grid, with the tuning seed; only
+    the ``tune_task``'s cells where the protocol tunes on one task."""
     seen: dict[str, Cell] = {}
     for c in cells:
-        seen.setdefault(study_name(c), replace(c, seed=protocol.tune_seed))
+        if protocol.tune_task in (None, c.task):
+            seen.setdefault(study_name(c), replace(c, seed=protocol.tune_seed))
     return list(seen.values())
 
 
@@ -159,7 +172,8 @@ def tune(cells: list[Cell], protocol: Protocol, out: Path, *, data_dir: str | No
     return best
 
 
-def apply(cells: list[Cell], best: dict[str, dict[str, Any]]) -> list[Cell]:
+def apply(cells: list[Cell], best: dict[str, dict[str, Any]],
+          protocol: Protocol | None = None) -> list[Cell]:
     """The cells with their study's best learning rates (cells without a study unchanged)."""
-    return [replace(c, **{k: best[study_name(c)][k] for k in searched(c.model)})
-            if study_name(c) in best else c for c in cells]
+    return [replace(c, **{k: best[study_name(c, protocol)][k] for k in searched(c.model)})
+            if study_name(c, protocol) in best else c for c in cells]

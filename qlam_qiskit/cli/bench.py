@@ -45,6 +45,8 @@ BENCH_TASKS = tuple(t for t in TASKS if t != "mnist-mini")
 @click.option("--tune-epochs", type=click.IntRange(1), help="Epochs of every tuning run.")
 @click.option("--tune-limit-train", type=click.IntRange(2), help="Training images of every "
               "tuning run.")
+@click.option("--tune-task", type=click.Choice(BENCH_TASKS), help="Tune on this task only and "
+              "train every task with its rates (default: the protocol's; full: smnist).")
 @click.option("--jobs", type=click.IntRange(1), help="Runs at once (default: the protocol's).")
 @click.option("--threads", type=click.IntRange(1), default=1, show_default=True,
               help="Torch threads per run.")
@@ -62,7 +64,7 @@ BENCH_TASKS = tuple(t for t in TASKS if t != "mnist-mini")
               "ray://HOST:10001); default: a local Ray instance on this machine's cores.")
 @user_errors
 def bench_cmd(name, models, tasks, seeds, downsample, epochs, limit_train, limit_test, lr,
-              circuit_lr, tune_trials, tune_epochs, tune_limit_train, jobs, threads, device,
+              circuit_lr, tune_trials, tune_epochs, tune_limit_train, tune_task, jobs, threads, device,
               data_dir, out, dry_run, executor, address) -> None:
     """Run a protocol's grid (resuming an interrupted one) and write table.md, results.json, plots."""
     if address and executor != "ray":
@@ -75,7 +77,8 @@ def bench_cmd(name, models, tasks, seeds, downsample, epochs, limit_train, limit
                  "epochs": epochs,
                  "limit_train": limit_train, "limit_test": limit_test, "lr": lr,
                  "circuit_lr": circuit_lr, "tune_trials": tune_trials,
-                 "tune_epochs": tune_epochs, "tune_limit_train": tune_limit_train, "jobs": jobs,
+                 "tune_epochs": tune_epochs, "tune_limit_train": tune_limit_train,
+                 "tune_task": tune_task, "jobs": jobs,
                  "device": device}
     protocol = replace(PROTOCOLS[name], **{k: v for k, v in overrides.items() if v is not None})
     out = Path(out) if out else Path("runs") / f"bench-{name}"
@@ -101,10 +104,10 @@ def bench_cmd(name, models, tasks, seeds, downsample, epochs, limit_train, limit
                f"{how} -> {out}")
     if dry_run:
         for c in studies(cells, protocol) if protocol.tune_trials else []:
-            click.echo(f"[tune] {study_name(c)}: {protocol.tune_trials} trials searching "
+            click.echo(f"[tune] {study_name(c, protocol)}: {protocol.tune_trials} trials searching "
                        f"{', '.join(searched(c.model))} ({protocol.tune_epochs} epoch(s), "
                        f"{protocol.tune_limit_train or 'all'} images) in {out / 'tune'}")
-        for c in apply(cells, load_best(out) if protocol.tune_trials else {}):
+        for c in apply(cells, load_best(out) if protocol.tune_trials else {}, protocol):
             state = "done" if c.name in done else "todo"
             click.echo(f"[{state}] {c.name} (d_model {c.d_model}): " + " ".join(
                 command(c, protocol, out / "runs" / c.name, data_dir=data_dir, threads=threads)[3:]))
@@ -120,7 +123,7 @@ def bench_cmd(name, models, tasks, seeds, downsample, epochs, limit_train, limit
                     on_study=tuned)
     except KeyboardInterrupt:
         raise click.ClickException(f"interrupted; rerun the same command to resume ({out})") from None
-    cells = apply(cells, best)
+    cells = apply(cells, best, protocol)
     bar = tqdm(total=len(cells), initial=len(done), desc="bench", unit="run", dynamic_ncols=True)
     failed: list[str] = []
 

@@ -178,3 +178,31 @@ def test_optuna_missing_is_one_line(monkeypatch, tmp_path: Path) -> None:
     assert not (tmp_path / "g").exists()
     res = _bench("--tasks", "smnist", "--models", "gru", "--out", tmp_path / "g", "--dry-run")
     assert res.exit_code == 0  # no tuning, no Optuna needed
+
+
+def test_one_tuning_task_sets_every_tasks_rates(tmp_path: Path) -> None:
+    """--tune-task: studies on that task only; the other tasks' cells train with its best, and
+    the table marks them tuned."""
+    make_mnist(tmp_path / "mnist")
+    make_mnist(tmp_path / "fashion-mnist", seed=2)
+    out = tmp_path / "g"
+    res = _bench("--tasks", "smnist,sfmnist", "--models", "lstm", "--seeds", "0", "--downsample",
+                 "7", "--epochs", "1", "--limit-train", "27", "--limit-test", "10", *TUNE,
+                 "--tune-task", "smnist", "--data-dir", tmp_path, "--out", out)
+    assert res.exit_code == 0, (res.output, res.exception)
+    best = json.loads((out / "tune" / "best.json").read_text())
+    assert set(best) == {"smnist-d7-lstm"}
+    assert sorted(p.name for p in (out / "tune").glob("*.db")) == ["smnist-d7-lstm.db"]
+    for task in ("smnist", "sfmnist"):
+        assert _result(out / "runs" / f"{task}-d7-lstm-s0")["train_config"]["lr"] == \
+            best["smnist-d7-lstm"]["lr"]
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert {r["task"]: r["tuned"] for r in rows} == {"smnist": True, "sfmnist": True}
+    assert "on smnist only" in (out / "table.md").read_text()
+
+
+def test_a_tuning_task_outside_the_grid_is_refused(tmp_path: Path) -> None:
+    res = _bench("--tasks", "sfmnist", *TUNE, "--tune-task", "smnist", "--out", tmp_path / "g",
+                 "--dry-run")
+    assert res.exit_code != 0 and "--tune-task smnist" in res.output
+    assert "Traceback" not in res.output and not (tmp_path / "g").exists()
