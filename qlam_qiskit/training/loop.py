@@ -202,6 +202,8 @@ def train(model: nn.Module, data: Any, cfg: TrainConfig, out: str | Path, *,
                                   "a new --out") from None
         metrics, start_epoch = state["metrics"], state["epoch"]
         train_seconds = state["train_seconds"]
+        # an interrupt between the checkpoint's write and the metrics' leaves the file a row short
+        group.on_main(lambda: save_jsonl(metrics, out / "metrics.jsonl"))
     n_params = sum(p.numel() for p in model.parameters())
     seq_len = data.x_train.shape[1]
     net = model  # what the steps call: the model, or its DDP wrapper over several ranks

@@ -26,12 +26,24 @@ def resume(out: Path) -> list:
     return ["run", "--resume", "--quiet", "--threads", "1", "--out", out]
 
 
+REF_SECONDS: list[float] = []
+"""The uninterrupted run's wall time: random kills land within a fraction of it, so they hit a
+running process however fast this machine is."""
+
+
 @pytest.fixture(scope="module")
 def reference(zygote, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("ref") / "run"
+    t0 = time.perf_counter()
     p = zygote.run(*fresh(out))
+    REF_SECONDS.append(time.perf_counter() - t0)
     assert p.rc == 0, p.stderr
     return out
+
+
+def moment(rng: random.Random, lo: float, hi: float) -> float:
+    """A random moment between fractions ``lo`` and ``hi`` of the uninterrupted run."""
+    return rng.uniform(lo, hi) * REF_SECONDS[0]
 
 
 def leftovers(out: Path) -> list[str]:
@@ -80,7 +92,7 @@ def test_kill9_anywhere_then_resume_equals_the_uninterrupted_run(zygote, referen
         if (out / "result.json").exists():
             break
         p = start(zygote, out)
-        time.sleep(rng.uniform(0.0, 0.4))
+        time.sleep(moment(rng, 0.0, 0.15))  # six kills lose at most 90% of a run's progress
         p.signal(signal.SIGKILL)
         kills += p.wait() == -signal.SIGKILL
         check_consistent(out)
@@ -105,7 +117,7 @@ def test_interrupt_exits_conventionally_with_the_resume_command(zygote, referenc
         if (out / "result.json").exists():
             break
         p = start(zygote, out)
-        time.sleep(rng.uniform(0.05, 0.35))
+        time.sleep(moment(rng, 0.05, 0.3))
         p.signal(sig)
         if p.wait() == 0:
             break
@@ -114,6 +126,20 @@ def test_interrupt_exits_conventionally_with_the_resume_command(zygote, referenc
         check_consistent(out)
     finish(zygote, out)
     assert_same_run(out, reference)
+
+
+def test_kill_between_the_last_checkpoint_and_its_metrics_then_resume(zygote, reference,
+                                                                      tmp_path):
+    """The last epoch's checkpoint is saved, its metrics row not yet: --resume has no epoch left
+    to train, and still writes the metrics the checkpoint holds."""
+    out = tmp_path / "run"
+    p = start(zygote, out, inject={"write": {"name": "metrics.jsonl", "nth": EPOCHS, "at": 0,
+                                             "action": "SIGKILL"}})
+    assert p.wait() == -signal.SIGKILL, p.stderr
+    assert load_ckpt(out)["epoch"] == EPOCHS and len(metrics(out)) == EPOCHS - 1
+    finish(zygote, out)
+    assert_same_run(out, reference)
+    assert leftovers(out) == []
 
 
 def test_interrupt_before_the_first_checkpoint_leaves_nothing(zygote, tmp_path):
