@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 MODELS = ("qlam", "transformer", "ssm", "lstm", "gru", "urnn")
@@ -61,7 +62,8 @@ class Protocol:
     match_params: bool = True
     """Give each baseline the residual width whose parameter count is nearest QLAM's. Default: True."""
     jobs: int = 1
-    """Runs at once (each with threads // jobs torch threads). Default: 1."""
+    """Runs at once (each with threads // jobs torch threads). Scheduling only: a grid resumes
+    at any jobs. Default: 1."""
     device: str = "cpu"
     """Torch device of every run. Default: "cpu"."""
     about: str = ""
@@ -89,3 +91,13 @@ PROTOCOLS: dict[str, Protocol] = {
               "less a 10% validation split, full test splits, 20 epochs, 3 seeds; learning rates tuned per "
               "model and task first (8 trials of 3 epochs on 10,000 images each)."),
 }
+
+
+SCHEDULING = ("jobs",)
+"""Protocol fields that change how a grid is scheduled, never its results."""
+
+
+def results_settings(fields: dict) -> dict:
+    """A protocol's fields (``asdict``, or its protocol.json) less the scheduling ones, as JSON
+    values: two grids with equal settings hold interchangeable runs."""
+    return {k: v for k, v in json.loads(json.dumps(fields)).items() if k not in SCHEDULING}

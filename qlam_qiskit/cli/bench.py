@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 from ..bench import EXECUTORS, PROTOCOLS, LocalExecutor, RayExecutor, plan, run_grid, summarise
 from ..bench.executors import cell_resources
 from ..bench.grid import command, finished
-from ..bench.protocol import MODELS, Protocol
+from ..bench.protocol import MODELS, Protocol, results_settings
 from ..bench.tune import apply, check, load_best, searched, studies, study_name, tune
 from ..data import DATA_ENV, TASKS
 from ..errors import QLAMError
@@ -88,8 +88,8 @@ def bench_cmd(name, models, tasks, seeds, downsample, epochs, limit_train, limit
     check(protocol)
     saved = out / "protocol.json"
     defaults = asdict(Protocol(name))  # grids saved before a field existed ran with its default
-    if saved.is_file() and {**json.loads(json.dumps(defaults)), **json.loads(saved.read_text())} \
-            != json.loads(json.dumps(asdict(protocol))):
+    if saved.is_file() and results_settings({**defaults, **json.loads(saved.read_text())}) \
+            != results_settings(asdict(protocol)):
         raise QLAMError(f"{out} holds a grid with other settings ({saved}); rerun with the same "
                         "options to resume it, or choose another --out")
     check_device(protocol.device)

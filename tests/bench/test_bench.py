@@ -98,6 +98,15 @@ def test_seeds_are_averaged_with_their_spread(tmp_path: Path) -> None:
     assert "60.0 ± 14.1 (2)" in table and len(files) == 3
 
 
+def test_a_grid_resumes_at_any_jobs(grid) -> None:
+    _, out, args = grid
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/result.json")}
+    res = _bench(*[a if a != "2" else "1" for a in args])  # --jobs 1: scheduling, not results
+    assert res.exit_code == 0, res.output
+    assert "(4 finished)" in res.output
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+
+
 def test_other_settings_in_the_same_folder_are_refused(grid) -> None:
     _, out, args = grid
     res = _bench(*[a if a != "1" else "2" for a in args])  # --epochs 2
