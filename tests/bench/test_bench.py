@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -105,6 +108,35 @@ def test_a_grid_resumes_at_any_jobs(grid) -> None:
     assert res.exit_code == 0, res.output
     assert "(4 finished)" in res.output
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+
+
+def test_a_snapshot_of_a_grid_resumes_elsewhere(grid, tmp_path: Path) -> None:
+    """benchmarks/grid_snapshot.py copies what a resume needs (how a grid outlives a machine)."""
+    _, out, args = grid
+    script = Path(__file__).parents[2] / "benchmarks" / "grid_snapshot.py"
+    cut = out / "runs" / "smnist-d7-gru-s0"
+    (cut / "checkpoint.pt").write_bytes(b"kept")  # a run not finished keeps its checkpoint
+    result = (cut / "result.json").read_bytes()
+    (cut / "result.json").unlink()
+    copy = tmp_path / "copy"
+    try:
+        done = subprocess.run([sys.executable, str(script), str(out), str(copy)],
+                              capture_output=True, text=True)
+    finally:
+        (cut / "checkpoint.pt").unlink()
+        (cut / "result.json").write_bytes(result)
+    assert done.returncode == 0, done.stderr
+    assert (copy / "runs" / cut.name / "checkpoint.pt").read_bytes() == b"kept"
+    assert not list(copy.glob("runs/*/run.log")) and len(list(copy.glob("runs/*/result.json"))) == 3
+    shutil.copyfile(cut / "result.json", copy / "runs" / cut.name / "result.json")
+    again = subprocess.run([sys.executable, str(script), str(out), str(copy)], capture_output=True)
+    assert again.returncode == 0 and not (copy / "runs" / cut.name / "checkpoint.pt").exists()
+    res = _bench(*[a if a != out else copy for a in args])
+    assert res.exit_code == 0 and "(4 finished)" in res.output, res.output
+    assert (copy / "table.md").read_text() == (out / "table.md").read_text()
+    bad = subprocess.run([sys.executable, str(script), str(tmp_path / "nowhere"), str(copy)],
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "usage" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_other_settings_in_the_same_folder_are_refused(grid) -> None:
