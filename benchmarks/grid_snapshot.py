@@ -13,6 +13,7 @@ locks or tuning checkpoints). Usage, from the repository root:
 from __future__ import annotations
 
 import shutil
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -35,7 +36,12 @@ def snapshot(src: Path, dst: Path) -> list[Path]:
         target = dst / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(target.name + ".tmp")
-        shutil.copyfile(src / rel, tmp)
+        if rel.suffix == ".db":  # a study may be writing: sqlite's backup copies a consistent state
+            with sqlite3.connect(src / rel) as a, sqlite3.connect(tmp) as b:
+                a.backup(b)
+            a.close(), b.close()
+        else:
+            shutil.copyfile(src / rel, tmp)
         tmp.replace(target)
     for stale in dst.glob("runs/*/checkpoint.pt"):
         if (stale.parent / "result.json").exists():

@@ -10,11 +10,12 @@ name, overrides = sys.argv[1], json.loads(sys.argv[2])
 kind = sys.argv[3] if len(sys.argv) > 3 else "qlam"
 train = overrides.pop("_train", {})
 limit = overrides.pop("_limit", 4000)
+seed = int(overrides.pop("_seed", 0))
 torch.set_num_threads(int(overrides.pop("_threads", 1)))
 out = Path("runs/design_search") / name
 spec = DataSpec("smnist", os.environ.get("QLAM_DATA_DIR", "../shared/data") + "/mnist", limit_train=limit, limit_test=500)
 plan = plan_run(spec=spec, backend="statevector", kind=kind, model=overrides,
-                train={"epochs": 3, **train}, seed=0, out=out)
+                train={"epochs": 3, **train}, seed=seed, out=out)
 t0 = time.time()
 res = execute(plan, progress=False, echo=print)
 rows = [json.loads(l) for l in open(out / "metrics.jsonl")]

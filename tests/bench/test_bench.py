@@ -149,3 +149,24 @@ def test_other_settings_in_the_same_folder_are_refused(grid) -> None:
 def test_bad_options_are_one_line(bad, tmp_path: Path) -> None:
     res = _bench(*bad, "--out", tmp_path / "g", "--dry-run")
     assert res.exit_code != 0 and "Traceback" not in res.output
+
+
+def test_a_snapshot_copies_studies_through_sqlite(tmp_path: Path) -> None:
+    import importlib.util
+    import sqlite3
+    spec = importlib.util.spec_from_file_location(
+        "grid_snapshot", Path(__file__).parents[2] / "benchmarks" / "grid_snapshot.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    (tmp_path / "src" / "tune").mkdir(parents=True)
+    (tmp_path / "src" / "protocol.json").write_text("{}")
+    with sqlite3.connect(tmp_path / "src" / "tune" / "a.db") as db:
+        db.execute("create table t (x)")
+        db.executemany("insert into t values (?)", [(1,), (2,)])
+    db.close()
+    copied = mod.snapshot(tmp_path / "src", tmp_path / "dst")
+    assert sorted(map(str, copied)) == ["protocol.json", "tune/a.db"]
+    with sqlite3.connect(tmp_path / "dst" / "tune" / "a.db") as db:
+        assert db.execute("select x from t order by x").fetchall() == [(1,), (2,)]
+    db.close()
+    assert not list((tmp_path / "dst").rglob("*.tmp"))
