@@ -170,3 +170,17 @@ def test_a_snapshot_copies_studies_through_sqlite(tmp_path: Path) -> None:
         assert db.execute("select x from t order by x").fetchall() == [(1,), (2,)]
     db.close()
     assert not list((tmp_path / "dst").rglob("*.tmp"))
+
+
+def test_snapshot_folders_are_not_git_ignored() -> None:
+    """A snapshot's cells (runs/*/result.json) must be committable, or the grid is lost again."""
+    root = Path(__file__).parents[2]
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("needs git and a git checkout")
+    probe = ["benchmarks/results/bench-full/runs/smnist-qlam-s0/result.json",
+             "benchmarks/results/bench-full/runs/smnist-qlam-s0/checkpoint.pt"]
+    out = subprocess.run(["git", "check-ignore", *probe], cwd=root, capture_output=True, text=True)
+    assert out.stdout.strip() == "", f"git ignores snapshot files: {out.stdout}"
+    out = subprocess.run(["git", "check-ignore", "runs/x/result.json"], cwd=root,
+                         capture_output=True, text=True)
+    assert out.stdout.strip() == "runs/x/result.json"  # scratch runs at the root stay ignored
