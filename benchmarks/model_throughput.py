@@ -50,6 +50,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--models", default=",".join(MODELS), help="models (default: all)")
     p.add_argument("--previous", default=None, metavar="DIR",
                    help="a checkout of an earlier commit whose QLAM is timed alongside")
+    p.add_argument("--previous-models", default="qlam", metavar="M,M",
+                   help="models timed from --previous too, each beside this checkout's "
+                        "(default: qlam)")
     p.add_argument("--steps", type=int, default=3, help="timed steps per point (default: 3)")
     p.add_argument("--repeats", type=int, default=3, help="interleaved rounds (default: 3)")
     p.add_argument("--out", default=None, help="also write the rows as JSON")
@@ -212,8 +215,9 @@ def _widths(models: list[str], seqs: list[int]) -> dict[tuple[str, int], int]:
         task, ds, gray = POINTS[t]
         target = _num_params("qlam", task, ds, ModelConfig.d_model, gray)
         for m in models:
-            out[m, t] = (ModelConfig.d_model if m in ("qlam", "qlam@previous")
-                         else matched_width(m, task, ds, gray, target))
+            base = m.split("@")[0]
+            out[m, t] = (ModelConfig.d_model if base == "qlam"
+                         else matched_width(base, task, ds, gray, target))
     return out
 
 
@@ -233,7 +237,9 @@ def main(argv=None) -> None:
         return
     models = [m for m in args.models.split(",") if m]
     if args.previous:
-        models.insert(1, "qlam@previous")
+        for prev in args.previous_models.split(","):
+            models.insert(models.index(prev) + 1 if prev in models else len(models),
+                          f"{prev}@previous")
     widths = _widths([m for m in models], seqs)
     prev_commit = None
     if args.previous:
@@ -252,9 +258,9 @@ def main(argv=None) -> None:
     results: dict[tuple[str, int], list[dict]] = {p: [] for p in points}
     for rnd in range(args.repeats):
         for m, t in points:
-            spec = {"model": "qlam" if m == "qlam@previous" else m, "T": t, "batch": args.batch,
+            spec = {"model": m.split("@")[0], "T": t, "batch": args.batch,
                     "threads": args.threads, "steps": args.steps, "d_model": widths[m, t]}
-            path = args.previous if m == "qlam@previous" else str(ROOT)
+            path = args.previous if m.endswith("@previous") else str(ROOT)
             r = _run_point(spec, path)
             results[m, t].append(r)
             print(f"  round {rnd + 1} {m:14s} T={t:5d}: {r['seconds']:.3f} s/step "
@@ -293,10 +299,10 @@ def _table(results, args, widths) -> list[dict]:
     by = {(r["model"], r["T"]): r for r in rows}
     print()
     print("| T | model | d_model | params | s/step (median) | min–max | sample-steps/s | "
-          "× previous QLAM | time ÷ QLAM's | peak RSS MiB (above imports) | other load |")
+          "× previous | time ÷ QLAM's | peak RSS MiB (above imports) | other load |")
     print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        prev = by.get(("qlam@previous", r["T"]))
+        prev = by.get((r["model"].split("@")[0] + "@previous", r["T"]))
         qlam = by.get(("qlam", r["T"]))
         vs_prev = f"{prev['seconds'] / r['seconds']:.2f}×" if prev else "—"
         vs_qlam = f"{r['seconds'] / qlam['seconds']:.2f}" if qlam else "—"
@@ -305,7 +311,7 @@ def _table(results, args, widths) -> list[dict]:
               f"{r['min_s']:.3f}–{r['max_s']:.3f} | {_fmt(r['sample_steps_per_s'])} | {vs_prev} | "
               f"{vs_qlam} | {r['peak_rss_mib']:.0f} ({r['above_import_mib']:.0f}) | "
               f"{r['other_cores']:.2f}{mark} |")
-    print("\n× previous QLAM = previous QLAM's s/step ÷ the row's (higher is faster); time ÷ QLAM's "
+    print("\n× previous = the same model's s/step in --previous ÷ the row's (higher is faster); time ÷ QLAM's "
           "= the row's s/step ÷ this QLAM's (above 1: slower than QLAM). "
           f"other load = the most cores other processes kept busy during a round of the point; "
           f"* = over {OTHER_CORES}: they shared the cores with it, so its times are inflated "

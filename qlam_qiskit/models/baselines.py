@@ -46,7 +46,7 @@ class _AttentionMixer(nn.Module):
 
     def __init__(self, d: int, heads: int) -> None:
         super().__init__()
-        self.attn = nn.MultiheadAttention(d, max(1, math.gcd(d, heads)), batch_first=True)
+        self.attn = nn.MultiheadAttention(d, heads, batch_first=True)
 
     def forward(self, x: Tensor) -> Tensor:
         (b, t, d), h = x.shape, self.attn.num_heads
@@ -107,13 +107,22 @@ class _UnitaryRNN(nn.Module):
         return self.out(feats.permute(2, 0, 1, 3).reshape(b, t, -1))  # (B, T, d)
 
 
+def attention_heads(d: int, head_dim: int, memories: int) -> int:
+    """The transformer's head count at width ``d``: d / w for the smallest divisor w of d with
+    w >= head_dim (heads of width 16 and more, as usual; CPU attention kernels slow down sharply
+    at narrower heads, benchmarks/RESULTS.md); head_dim 0: gcd(d, memories), the old split."""
+    if head_dim <= 0:
+        return max(1, math.gcd(d, memories))
+    return d // next((w for w in range(min(head_dim, d), d + 1) if d % w == 0), d)
+
+
 def _mixer(kind: str, cfg: ModelConfig) -> nn.Module:
     """The sequence mixer of baseline ``kind``, width d_model."""
     d = cfg.d_model
     if kind in ("lstm", "gru"):
         return _RNNMixer(kind, d)
     if kind == "transformer":
-        return _AttentionMixer(d, cfg.heads)
+        return _AttentionMixer(d, attention_heads(d, cfg.attn_head_dim, cfg.heads))
     if kind == "ssm":
         return _DiagonalSSM(d, cfg.heads * 2**cfg.qubits)
     return _UnitaryRNN(d, cfg.heads, cfg.qubits)

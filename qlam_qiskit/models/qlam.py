@@ -82,6 +82,11 @@ class ModelConfig:
     kernel: str = "auto"
     """How the memories are simulated: a name from the engine's ``KERNELS`` table (auto, fused,
     dense, dense-adjoint, product, steps). Default: "auto" (fused on CPU, dense on CUDA)."""
+    attn_head_dim: int = 16
+    """Transformer baseline only: the narrowest attention head; the mixer splits d_model into
+    d_model / w heads for the smallest divisor w >= attn_head_dim (d_model 36: 2 heads of 18).
+    0: gcd(d_model, heads) heads, as before 2026-12-03 (36: 4 heads of 9, 3.5x slower on CPU).
+    Default: 16."""
     cell: str = "qlam"
     """Which cell the layers run: qlam (built from qubits, depth, entanglement, entangler,
     encoding) or custom (a circuit given as ``QLAMClassifier(cfg, cell=...)``, stored with the

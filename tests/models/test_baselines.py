@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import pytest
 import torch
@@ -10,7 +11,8 @@ from click.testing import CliRunner
 
 from qlam_qiskit.cli.main import main
 from qlam_qiskit.models import ModelConfig
-from qlam_qiskit.models.baselines import BASELINES, BaselineClassifier, _AttentionMixer, _UnitaryRNN
+from qlam_qiskit.models.baselines import (BASELINES, BaselineClassifier, _AttentionMixer,
+                                         _UnitaryRNN, attention_heads)
 
 CFG = dict(d_input=2, num_classes=4, d_model=8, layers=2, heads=2, qubits=2, max_len=12)
 
@@ -38,7 +40,7 @@ def test_baselines_are_causal(kind):
     assert torch.allclose(block(x)[:, :7], block(y)[:, :7], atol=1e-5)
 
 
-@pytest.mark.parametrize("d, heads, t", [(8, 2, 12), (36, 16, 50), (6, 4, 1)])
+@pytest.mark.parametrize("d, heads, t", [(8, 2, 12), (36, 4, 50), (36, 2, 50), (6, 3, 1)])
 def test_attention_fast_path_equals_multihead_attention(d, heads, t):
     """The fused causal attention gives nn.MultiheadAttention's values and input gradients."""
     torch.manual_seed(2)
@@ -51,6 +53,26 @@ def test_attention_fast_path_equals_multihead_attention(d, heads, t):
     gx_ref, gw_ref = torch.autograd.grad(y_ref, (x, mixer.attn.in_proj_weight), g)
     torch.testing.assert_close(gx, gx_ref, rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(gw, gw_ref, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("d, head_dim, heads", [(36, 16, 2), (32, 16, 2), (64, 16, 4), (40, 16, 2),
+                                                (8, 16, 1), (17, 16, 1), (36, 0, 4), (32, 0, 16)])
+def test_attention_heads_are_at_least_head_dim_wide(d, head_dim, heads):
+    """Heads of width >= attn_head_dim dividing d_model; 0 keeps the old gcd(d, memories) split."""
+    assert attention_heads(d, head_dim, memories=16) == heads
+
+
+def test_transformer_checkpoints_from_before_head_widths_keep_their_heads():
+    """A config stored without attn_head_dim loads with the old head split (same function)."""
+    from qlam_qiskit.training.loop import TrainConfig
+    from qlam_qiskit.training.plan import stored_configs
+    old = asdict(ModelConfig(d_model=36))
+    del old["attn_head_dim"]
+    mcfg, _ = stored_configs({"model_config": old, "train_config": asdict(TrainConfig())}, "x")
+    assert mcfg.attn_head_dim == 0
+    model = BaselineClassifier("transformer", mcfg)
+    assert model.blocks[0].mixer.attn.num_heads == 4
+    assert BaselineClassifier("transformer", ModelConfig(d_model=36)).blocks[0].mixer.attn.num_heads == 2
 
 
 def test_urnn_recurrence_is_unitary():
