@@ -76,6 +76,8 @@ def next_step(out) -> str:
 @click.option("--dtype", type=click.Choice(list(DTYPES)))
 @click.option("--kernel", type=click.Choice(list(KERNELS)),
               help="Statevector kernel (see SequenceEngine); auto picks (default).")
+@click.option("--gate/--no-gate", default=None,
+              help="Gate each layer's readout by its input token, σ(G x_t + g) (default: the preset's).")
 @click.option("--position/--no-position", default=None,
               help="Add a learned position embedding to the tokens (default: the task preset).")
 @click.option("--epochs", type=click.IntRange(1), help="Training epochs.")

@@ -151,7 +151,8 @@ class PrimitiveQLAM(QLAMClassifier):
     def finish(self, h: Tensor, ev: Tensor) -> Tensor:
         """Residual stream h (B, T, d) and query readouts ev (B, K·M) -> logits (B, classes)."""
         blk = self.blocks[0]
-        z = h[:, -1] + blk.drop(blk.mixer.out(ev.to(blk.mixer.out.weight.dtype)))  # (B, d)
+        read = blk.mixer.out(ev.to(blk.mixer.out.weight.dtype))  # (B, d)
+        z = h[:, -1] + blk.drop(blk.mixer.gated(read, blk.norm1(h[:, -1])))  # (B, d)
         z = z + blk.drop(blk.mlp(blk.norm2(z)))
         return self.head(self.norm(z))  # (B, classes)
 

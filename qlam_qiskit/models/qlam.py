@@ -67,6 +67,10 @@ class ModelConfig:
     """How the sequence is summarised for the classifier: mean over tokens, or the last token. Default: "mean"."""
     dropout: float = 0.0
     """Dropout on residual branches. Default: 0.0."""
+    gate: bool = False
+    """Multiply each layer's readout map by a learned gate of its input token, σ(G x_t + g), as
+    gated SSM blocks (H3, Mamba) do: a token can silence what the memories report. Classical
+    post-processing of the measured values, so it runs on hardware too. Default: False."""
     mix_init: float = 1.0
     """Mixing weights start uniform in [-mix_init, mix_init] (angles Δ_h times these). Default: 1.0."""
     input_scale: float = 1.0
@@ -106,7 +110,7 @@ class QLAMLayer(nn.Module):
                  readout: str = "all", mix_init: float = ModelConfig.mix_init,
                  input_scale: float = ModelConfig.input_scale, dt_min: float = ModelConfig.dt_min,
                  dt_max: float = ModelConfig.dt_max, dtype: str = ModelConfig.dtype,
-                 kernel: str = ModelConfig.kernel) -> None:
+                 kernel: str = ModelConfig.kernel, gate: bool = ModelConfig.gate) -> None:
         super().__init__()
         if readout not in ("all", "last"):
             raise ValueError(f"readout must be 'all' or 'last', got {readout!r}")
@@ -137,6 +141,11 @@ class QLAMLayer(nn.Module):
             if angle is not None:
                 angle._optim = {"weight_decay": 0.0, "circuit": True}
         self.out = nn.Linear(heads * self.readout_template.num_outputs, d_out)
+        self.gate = nn.Linear(d_in, d_out) if gate else None  # x_t -> σ(G x_t + g) on out_t
+
+    def gated(self, out: Tensor, x: Tensor) -> Tensor:
+        """The readout map out (..., d_out) times the gate of its tokens x (..., d_in), if any."""
+        return out if self.gate is None else out * torch.sigmoid(self.gate(x))
 
     def steps(self) -> Tensor | None:
         """Each memory's step Δ_h (H,), or None without time scales."""
@@ -158,12 +167,13 @@ class QLAMLayer(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """x (B, T, d_in) -> (B, T, d_out), or (B, d_out) when readout='last'."""
         if self.readout == "all" and self.engine.reads_fused(x.device, self.measure):
-            return self._read_fused(x)
+            return self.gated(self._read_fused(x), x)
         theta = self.input_angles(x).permute(1, 2, 0, 3)  # (T, H, B, m)
         states = self.engine.run(theta, self.mixing(), all_states=self.readout == "all")
         ev = self.measure(states, self.basis)  # (T, H, B, K, M) or (H, B, K, M)
         ev = ev.movedim(-3, 0).flatten(-3)  # (B, T, H*K*M) or (B, H*K*M)
-        return self.out(ev.to(self.out.weight.dtype))
+        return self.gated(self.out(ev.to(self.out.weight.dtype)),
+                          x if self.readout == "all" else x[:, -1])
 
 
     def _read_fused(self, x: Tensor) -> Tensor:
@@ -198,7 +208,7 @@ class QLAMLayer(nn.Module):
         theta = self.input_angles(x_t).transpose(0, 1)  # (H, B, m)
         state = self.engine.step(theta, self.mixing(), state)  # (H, B, D)
         ev = self.measure(state, self.basis).movedim(-3, 0).flatten(-3)  # (B, H*K*M)
-        return self.out(ev.to(self.out.weight.dtype)), state
+        return self.gated(self.out(ev.to(self.out.weight.dtype)), x_t), state
 
 
 class ResidualBlock(nn.Module):
@@ -248,7 +258,7 @@ class QLAMClassifier(nn.Module):
             d, d, heads=cfg.heads, cell=self.cell_template, queries=cfg.queries,
             correlators=cfg.correlators, mix_init=cfg.mix_init, input_scale=cfg.input_scale,
             dt_min=cfg.dt_min, dt_max=cfg.dt_max,
-            dtype=cfg.dtype, kernel=cfg.kernel))
+            dtype=cfg.dtype, kernel=cfg.kernel, gate=cfg.gate))
         self.embed = nn.Linear(cfg.d_input, d)
         self.pos = nn.Parameter(torch.zeros(cfg.max_len, d)) if cfg.max_len else None
         self.blocks = nn.ModuleList(ResidualBlock(make(), d, cfg.dropout)

@@ -69,4 +69,7 @@ def qlam_layer_ref(layer: QLAMLayer, x: Tensor) -> Tensor:
     """x (B, T, d_in) -> ``layer.forward(x)`` recomputed: (B, T, d_out), or (B, d_out) for
     readout='last'. out_t = V y_t + c over all heads' readouts y_t (``qlam_readouts_ref``)."""
     y = qlam_readouts_ref(layer, x)  # (B, T, H, K, M) or (B, H, K, M)
-    return layer.out(y.flatten(-3).to(layer.out.weight.dtype))  # (B, T, d_out) or (B, d_out)
+    out = layer.out(y.flatten(-3).to(layer.out.weight.dtype))  # (B, T, d_out) or (B, d_out)
+    if layer.gate is not None:  # out_t σ(G x_t + g)
+        out = out * torch.sigmoid(layer.gate(x if layer.readout == "all" else x[:, -1]))
+    return out

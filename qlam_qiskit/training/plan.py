@@ -97,7 +97,8 @@ def stored_configs(state: dict, where: str | Path) -> tuple[ModelConfig, TrainCo
     """The model and training settings a checkpoint holds, or one CheckpointError line when
     they are not this version's (an unknown or missing field)."""
     legacy = {"dt_min": 0.0, "dt_max": 0.0,  # written before time scales: none
-              "attn_head_dim": 0}  # before head widths: the transformer's old head split
+              "attn_head_dim": 0,  # before head widths: the transformer's old head split
+              "gate": False}  # before readout gates: none
     try:
         return (ModelConfig(**{**legacy, **state["model_config"]}),
                 TrainConfig(**state["train_config"]))

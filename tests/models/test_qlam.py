@@ -100,13 +100,15 @@ def test_seeded_builds_and_a_training_step_repeat_exactly():
     assert any(not torch.equal(a[k], c[k]) for k in a)
 
 
-def test_layer_step_streams_the_same_outputs_as_forward():
+@pytest.mark.parametrize("gate", [False, True], ids=["ungated", "gated"])
+def test_layer_step_streams_the_same_outputs_as_forward(gate):
     """step() carried token by token reproduces forward() at every token, readout 'all'."""
     from qlam_qiskit.circuits.cell import CellConfig
     from qlam_qiskit.models import QLAMLayer
 
     torch.manual_seed(3)
-    layer = QLAMLayer(5, 7, heads=3, cell=CellConfig(qubits=3, entangler="rzz"), dtype="complex128")
+    layer = QLAMLayer(5, 7, heads=3, cell=CellConfig(qubits=3, entangler="rzz"), dtype="complex128",
+                      gate=gate)
     x = torch.randn(2, 9, 5)
     full = layer(x)  # (B, T, d_out)
     state = layer.default_state(2)

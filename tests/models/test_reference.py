@@ -24,12 +24,13 @@ CASES = ([(PRODUCT, k) for k in ("fused", "dense", "dense-adjoint", "product", "
 
 
 def make_layer(cfg: CellConfig, kernel: str, readout: str, seed: int = 0,
-               dt: tuple[float, float] = (0.5, 2.0)) -> QLAMLayer:
+               dt: tuple[float, float] = (0.5, 2.0), gate: bool = False) -> QLAMLayer:
     """A float64 / complex128 layer with 2 heads and 2 queries; time scales ``dt`` (steps of
     order one, so every angle is large enough to test), or none with (0, 0)."""
     torch.manual_seed(seed)
     return QLAMLayer(4, 5, heads=2, cell=cfg, queries=2, correlators="pairs", readout=readout,
-                     dt_min=dt[0], dt_max=dt[1], dtype="complex128", kernel=kernel).double()
+                     dt_min=dt[0], dt_max=dt[1], dtype="complex128", kernel=kernel,
+                     gate=gate).double()
 
 
 def case_id(case) -> str:
@@ -71,6 +72,31 @@ def test_reference_gradients_equal_forward_gradients(case, readout):
     want = torch.autograd.grad((qlam_layer_ref(layer, x) * c).sum(), list(params.values()))
     for name, a, b in zip(params, got, want):
         assert b.abs().max() > 0, name  # every parameter really gets a gradient
+        torch.testing.assert_close(a, b, rtol=0, atol=TOL * max(1.0, b.abs().max().item()),
+                                   msg=name)
+
+
+@pytest.mark.parametrize("readout", ["all", "last"])
+@pytest.mark.parametrize("kernel", ["fused", "dense"])
+def test_gated_layer_equals_reference_in_values_and_gradients(kernel, readout):
+    """The readout gate σ(G x_t + g): forward (fused and unfused paths) against the reference."""
+    if kernel == "fused" and not kernels.available():
+        pytest.skip("needs numba")
+    layer = make_layer(PRODUCT, kernel, readout, seed=4, gate=True)
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(3, 7, 4, generator=g, dtype=torch.float64)
+    y = layer(x)
+    torch.testing.assert_close(y, qlam_layer_ref(layer, x), rtol=0, atol=TOL)
+    layer.gate = None  # the gate really changes the output
+    assert (y - layer(x)).abs().max() > 1e-3
+    layer = make_layer(PRODUCT, kernel, readout, seed=4, gate=True)
+    c = torch.randn(y.shape, generator=g, dtype=torch.float64)
+    params = dict(layer.named_parameters())
+    assert {"gate.weight", "gate.bias"} <= set(params)
+    got = torch.autograd.grad((layer(x) * c).sum(), list(params.values()))
+    want = torch.autograd.grad((qlam_layer_ref(layer, x) * c).sum(), list(params.values()))
+    for name, a, b in zip(params, got, want):
+        assert b.abs().max() > 0, name
         torch.testing.assert_close(a, b, rtol=0, atol=TOL * max(1.0, b.abs().max().item()),
                                    msg=name)
 

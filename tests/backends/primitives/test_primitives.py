@@ -3,6 +3,8 @@ reduced noise models, and the backend checks that must fail clearly without a GP
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -30,10 +32,10 @@ def isa_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("QLAM_CACHE_DIR", str(tmp_path / "isa"))
 
 
-def models(seed: int = 0) -> tuple[QLAMClassifier, PrimitiveQLAM]:
+def models(seed: int = 0, cfg: ModelConfig = HW) -> tuple[QLAMClassifier, PrimitiveQLAM]:
     torch.manual_seed(seed)
-    exact = QLAMClassifier(HW).double()
-    prim = PrimitiveQLAM(HW).double()
+    exact = QLAMClassifier(cfg).double()
+    prim = PrimitiveQLAM(cfg).double()
     prim.load_state_dict(exact.state_dict())
     return exact, prim
 
@@ -51,8 +53,9 @@ def test_pauli_readout_equals_learned_basis_observables(rng):
     np.testing.assert_allclose(got, want, atol=1e-12)
 
 
-def test_aer_logits_and_gradients_equal_the_exact_engine():
-    exact, prim = models()
+@pytest.mark.parametrize("gate", [False, True], ids=["ungated", "gated"])
+def test_aer_logits_and_gradients_equal_the_exact_engine(gate):
+    exact, prim = models(cfg=replace(HW, gate=gate))
     x = torch.randn(4, 3, 1, dtype=torch.float64)
     qnn, _ = attach_backend(prim, resolve_backend("aer"), 3)
     with torch.no_grad():
