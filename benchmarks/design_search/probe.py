@@ -11,11 +11,12 @@ kind = sys.argv[3] if len(sys.argv) > 3 else "qlam"
 train = overrides.pop("_train", {})
 limit = overrides.pop("_limit", 4000)
 seed = int(overrides.pop("_seed", 0))
+position = overrides.pop("_position", None)  # None: the task preset's (a learned embedding)
 torch.set_num_threads(int(overrides.pop("_threads", 1)))
 out = Path("runs/design_search") / name
 spec = DataSpec("smnist", os.environ.get("QLAM_DATA_DIR", "../shared/data") + "/mnist", limit_train=limit, limit_test=500)
 plan = plan_run(spec=spec, backend="statevector", kind=kind, model=overrides,
-                train={"epochs": 3, **train}, seed=seed, out=out)
+                train={"epochs": 3, **train}, seed=seed, out=out, position=position)
 t0 = time.time()
 res = execute(plan, progress=False, echo=print)
 rows = [json.loads(l) for l in open(out / "metrics.jsonl")]

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import QLAMError
-from .grid import Cell, finished, plan, run_cell
+from .grid import Cell, allow_runs, finished, plan, run_cell, stop_runs
 from .protocol import Protocol
 
 EXECUTORS = ("local", "ray")
@@ -46,11 +46,18 @@ class LocalExecutor(Executor):
 
     def run(self, cells: list[Cell], protocol: Protocol, out: Path, *, data_dir: str | None,
             threads: int, on_done: OnDone) -> None:
-        with ThreadPoolExecutor(max_workers=self.jobs) as pool:
+        allow_runs()
+        pool = ThreadPoolExecutor(max_workers=self.jobs)
+        try:
             futures = {pool.submit(run_cell, c, protocol, out, data_dir, threads): c
                        for c in cells}
             for f in as_completed(futures):
                 on_done(futures[f], f.result())
+        except BaseException:  # Ctrl-C, SIGTERM: the pool must not go on to the queued cells
+            stop_runs()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
 
 
 def cell_resources(protocol: Protocol, threads: int) -> dict[str, float]:

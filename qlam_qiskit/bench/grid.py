@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 from ..models import ModelConfig, QLAMClassifier
 from ..models.baselines import BaselineClassifier
@@ -114,10 +116,73 @@ def run_cell(cell: Cell, protocol: Protocol, out: Path, data_dir: str | None,
     return run_in(cell, protocol, out / "runs" / cell.name, data_dir, threads)
 
 
+STOPPED = 143
+"""What ``run_in`` returns for a run it did not start because the grid is stopping (SIGTERM's code)."""
+_live: set[subprocess.Popen] = set()  # the cell processes this process has running
+_live_lock = threading.Lock()
+_stopping = threading.Event()
+
+
 def run_in(cell: Cell, protocol: Protocol, run_dir: Path, data_dir: str | None,
            threads: int) -> int:
     """``run_cell`` in a given run folder (tuning runs have their own); returns the exit status."""
     run_dir.mkdir(parents=True, exist_ok=True)
     args = command(cell, protocol, run_dir, data_dir=data_dir, threads=threads)
-    with open(run_dir / "run.log", "a") as log:
-        return subprocess.run(args, stdout=log, stderr=subprocess.STDOUT).returncode
+    with open(run_dir / "run.log", "a") as log, _live_lock:
+        if _stopping.is_set():
+            return STOPPED
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        _live.add(proc)
+    try:
+        return proc.wait()
+    finally:
+        with _live_lock:
+            _live.discard(proc)
+        if proc.poll() is None:  # this thread was interrupted (Ctrl-C, SIGTERM): stop the run too
+            proc.terminate()
+
+
+def stop_runs(timeout: float = 120.0) -> None:
+    """Stop the grid (Ctrl-C, SIGTERM): start no more runs, SIGTERM the running ones (each
+    releases its lock and keeps its last epoch's checkpoint, so a rerun resumes it) and wait."""
+    with _live_lock:
+        _stopping.set()
+        procs = list(_live)
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def interruptible(fn: Callable[[], Any]) -> Any:
+    """``fn()`` run in a helper thread, so that Ctrl-C or SIGTERM here (the main thread) stops the
+    runs it waits on (``stop_runs``) and returns at once, even when ``fn`` waits on a pool of its
+    own (Optuna's ``n_jobs``); then the interrupt goes on up."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as err:  # noqa: BLE001 - handed to the caller below
+            box["error"] = err
+
+    worker = threading.Thread(target=target, name="grid-runs", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.25)
+    except BaseException:
+        stop_runs()
+        worker.join()
+        raise
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+def allow_runs() -> None:
+    """Undo ``stop_runs`` (a later grid in the same process, as in tests)."""
+    _stopping.clear()

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..errors import QLAMError
 from ..io import save_json
-from .grid import Cell, run_in
+from .grid import Cell, allow_runs, interruptible, run_in
 from .protocol import Protocol
 
 SPACE: dict[str, tuple[float, float]] = {"lr": (3e-4, 1e-2), "circuit_lr": (1e-3, 5e-2)}
@@ -138,7 +138,8 @@ def tune_study(cell: Cell, protocol: Protocol, out: Path, *, data_dir: str | Non
                                     f"{run_dir / 'run.log'}, fix the cause and rerun to resume")
             return float(json.loads(result.read_text())["val_accuracy"])
 
-        study.optimize(objective, n_trials=need, n_jobs=max(1, jobs))
+        allow_runs()  # Ctrl-C, SIGTERM: no more trials, the running ones stopped at once
+        interruptible(lambda: study.optimize(objective, n_trials=need, n_jobs=max(1, jobs)))
     best = study.best_trial
     return {**best.params, "val_accuracy": best.value,
             "trials": len(study.get_trials(deepcopy=False, states=(complete,))),
