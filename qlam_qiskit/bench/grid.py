@@ -112,7 +112,10 @@ def run_cell(cell: Cell, protocol: Protocol, out: Path, data_dir: str | None,
              threads: int) -> int:
     """Run one cell as its own process, resuming its checkpoint if it has one; output appended
     to ``out/runs/<cell.name>/run.log``. Returns the exit status. The command is built where the
-    cell runs (a Ray worker too), so a retried cell resumes rather than starts over."""
+    cell runs (a Ray worker too), so a retried cell resumes rather than starts over. A cell that
+    finished meanwhile (copied in from another grid with the same cell) is not run again."""
+    if finished(cell, out):
+        return 0
     return run_in(cell, protocol, out / "runs" / cell.name, data_dir, threads)
 
 

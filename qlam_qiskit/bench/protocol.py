@@ -84,6 +84,14 @@ PROTOCOLS: dict[str, Protocol] = {
               "(T=784/784/1024), full training splits less a 10% validation split, full test "
               "splits, 2 epochs, batch 32, 3 seeds; learning rates tuned once on sMNIST (4 "
               "trials of 1 epoch on 10,000 images per model) and used on every task."),
+    "lengths": Protocol(
+        "lengths", tasks=("smnist",), seeds=(0,), downsample=(4, 2, 1), epochs=2, batch_size=32,
+        lr=2e-3, circuit_lr=7.5e-3, tune_trials=4, tune_epochs=1, tune_limit_train=10000,
+        tune_task="smnist",
+        about="2-core CPU: accuracy against sequence length, sMNIST at T=49/196/784 with full's "
+              "budget (full training split, 2 epochs, batch 32, one seed; rates tuned per length "
+              "as full tunes them). Its T=784 cells and studies are full's: copy them from a full "
+              "grid's runs/ and tune/ folders to skip them."),
     "gpu": Protocol(
         "gpu", seeds=(0, 1, 2), epochs=20, batch_size=64, lr=2e-3, circuit_lr=7.5e-3,
         tune_trials=8, tune_epochs=3, tune_limit_train=10000, device="cuda",

@@ -184,3 +184,25 @@ def test_snapshot_folders_are_not_git_ignored() -> None:
     out = subprocess.run(["git", "check-ignore", "runs/x/result.json"], cwd=root,
                          capture_output=True, text=True)
     assert out.stdout.strip() == "runs/x/result.json"  # scratch runs at the root stay ignored
+
+
+def test_lengths_protocol_reuses_the_full_grids_cells_and_studies() -> None:
+    """The T=784 cells of `lengths` are `full`'s (same names, commands and studies), so a full
+    grid's finished runs can be copied in instead of rerun."""
+    from dataclasses import replace as dc_replace
+
+    from qlam_qiskit.bench.tune import study_name
+    lengths, full = PROTOCOLS["lengths"], PROTOCOLS["full"]
+    ours = {c.name: c for c in plan(lengths)}
+    assert {c.downsample for c in ours.values()} == {4, 2, 1}
+    theirs = {c.name: c for c in plan(full)}
+    shared = [n for n, c in ours.items() if c.downsample == 1]
+    assert len(shared) == len(lengths.models) and all(n in theirs for n in shared)
+    for n in shared:
+        assert ours[n] == theirs[n] and study_name(ours[n], lengths) == study_name(theirs[n], full)
+        cmd = lambda p: command(dc_replace(ours[n], lr=1e-3, circuit_lr=1e-2), p, Path("r"),
+                                data_dir="d", threads=1)
+        assert cmd(lengths) == cmd(full)
+    for field in ("epochs", "batch_size", "tune_trials", "tune_epochs", "tune_limit_train",
+                  "tune_seed", "gray", "limit_train", "limit_test"):
+        assert getattr(lengths, field) == getattr(full, field), field

@@ -92,3 +92,12 @@ def test_interruptible_stops_runs_a_pool_of_its_own_waits_on(sleeping_cells):
     pids = started(sleeping_cells)
     assert len(pids) == 2 and not any(alive(p) for p in pids)
     assert late == [grid.STOPPED]  # asked for after the stop: not started
+
+
+def test_a_cell_finished_meanwhile_is_not_run(sleeping_cells):
+    """A result copied in (from another grid with the same cell) after the grid planned it."""
+    cell = Cell("smnist", 1, "lstm", 0, 8)
+    (sleeping_cells / "runs" / cell.name).mkdir(parents=True)
+    (sleeping_cells / "runs" / cell.name / "result.json").write_text("{}")
+    assert grid.run_cell(cell, PROTOCOLS["full"], sleeping_cells, None, 1) == 0
+    assert started(sleeping_cells) == []
