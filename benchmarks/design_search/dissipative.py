@@ -13,7 +13,8 @@ from qlam_qiskit.backends.engine.program import CircuitProgram
 
 class DissipativeMixer(nn.Module):
     def __init__(self, d, heads=16, qubits=2, queries=2, input_scale=0.3, mix_init=0.5,
-                 rate_min=1e-3, rate_max=1e-1, dtype=torch.complex64, zero_bias=False, channel="deph"):
+                 rate_min=1e-3, rate_max=1e-1, dtype=torch.complex64, zero_bias=False, channel="deph",
+                 dt_min=0.0, dt_max=0.0):
         super().__init__()
         n, D = qubits, 2 ** qubits
         self.h, self.n, self.D, self.cdt, self.channel = heads, n, D, dtype, channel
@@ -23,7 +24,11 @@ class DissipativeMixer(nn.Module):
         self.mix_gates = prog.segments[1].gates
         self.proj = nn.Linear(d, heads * n)
         nn.init.normal_(self.proj.weight, std=input_scale / math.sqrt(d))
-        if zero_bias:
+        if dt_max > 0:  # time scales as QLAMLayer's: angles times a log-spaced step per head
+            nn.init.uniform_(self.proj.bias, -input_scale, input_scale)
+            self.log_dt = nn.Parameter(torch.linspace(math.log(dt_min), math.log(dt_max), heads))
+            self.log_dt._optim = {"weight_decay": 0.0, "circuit": True}
+        elif zero_bias:
             nn.init.zeros_(self.proj.bias)
         else:
             nn.init.uniform_(self.proj.bias, -math.pi, math.pi)
@@ -49,7 +54,8 @@ class DissipativeMixer(nn.Module):
     def superop_t(self):
         """S^T (H, D^2, D^2) with S = Deph (M kron conj M) acting on row-major vec(rho)."""
         rd = torch.float64 if self.cdt == torch.complex128 else torch.float32
-        mt = fixed_unitary_t(self.mix_gates, self.mix.to(rd), self.n, self.cdt)  # (H, D, D) M^T
+        mix = self.mix if not hasattr(self, "log_dt") else self.mix * torch.exp(self.log_dt)[:, None]
+        mt = fixed_unitary_t(self.mix_gates, mix.to(rd), self.n, self.cdt)  # (H, D, D) M^T
         m = mt.transpose(1, 2)
         s = torch.einsum("hik,hjl->hijkl", m, m.conj()).reshape(self.h, self.D ** 2, self.D ** 2)
         if self.channel == "damp":
@@ -102,6 +108,8 @@ class DissipativeMixer(nn.Module):
         b, t, _ = x.shape
         rd = torch.float64 if self.cdt == torch.complex128 else torch.float32
         th = self.proj(x.transpose(0, 1)).view(t, b, self.h, self.n).transpose(1, 2).to(rd)  # (T,H,B,n)
+        if hasattr(self, "log_dt"):
+            th = th * torch.exp(self.log_dt).to(rd)[None, :, None, None]
         phi = 0.5 * th @ self.sign.to(rd).T  # (T, H, B, D)
         dphi = phi[..., :, None] - phi[..., None, :]  # (T, H, B, D, D)
         d = torch.polar(torch.ones_like(dphi), dphi).reshape(t, self.h, b, -1)  # (T,H,B,D^2)
