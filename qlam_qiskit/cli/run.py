@@ -16,7 +16,7 @@ from ..circuits.custom import load_cell
 from ..data import DATA_ENV, DEFAULT_TASK, TASKS, DataSpec
 from ..errors import BackendError, QLAMError, StorageError
 from ..io import CHECKPOINT
-from ..models.qlam import POOLS
+from ..models.qlam import MEMORIES, POOLS
 from ..training import runtime
 from ..training.distributed import is_main_process
 from ..training.plan import SCOPES, PrimitiveOptions
@@ -76,6 +76,9 @@ def next_step(out) -> str:
 @click.option("--dtype", type=click.Choice(list(DTYPES)))
 @click.option("--kernel", type=click.Choice(list(KERNELS)),
               help="Statevector kernel (see SequenceEngine); auto picks (default).")
+@click.option("--memory", type=click.Choice(MEMORIES),
+              help="pure: a statevector per memory; damped: a density matrix whose qubits relax "
+              "at learned rates (amplitude damping, a reset ancilla per qubit on hardware).")
 @click.option("--gate/--no-gate", default=None,
               help="Gate each layer's readout by its input token, σ(G x_t + g) (default: the preset's).")
 @click.option("--position/--no-position", default=None,

@@ -26,9 +26,12 @@ from torch import nn
 from ..backends.engine import ReadoutEngine, SequenceEngine
 from ..circuits.cell import CellConfig, CellTemplate, init_circuit, qlam_cell
 from ..circuits.readout import qlam_readout
+from .damped import DampedQLAMLayer
 
 Tensor = torch.Tensor
 POOLS = ("mean", "last")
+MEMORIES = ("pure", "damped")
+"""What a QLAM memory is: a statevector (unitary cell) or a density matrix (damped cell)."""
 """How a classifier summarises the sequence: mean over tokens, or the last token."""
 
 
@@ -91,6 +94,15 @@ class ModelConfig:
     d_model / w heads for the smallest divisor w >= attn_head_dim (d_model 36: 2 heads of 18).
     0: gcd(d_model, heads) heads, as before 2026-12-03 (36: 4 heads of 9, 3.5x slower on CPU).
     Default: 16."""
+    memory: str = "pure"
+    """What a memory is: pure (a statevector, the cell's unitary per token) or damped (a density
+    matrix: the cell, then amplitude damping of every qubit through a reset ancilla, at learned
+    rates; see models/damped.py). Default: "pure"."""
+    rate_min: float = 1e-3
+    """memory='damped': the slowest memory's damping rate per token at initialisation (rates
+    log-spaced over the memories up to rate_max; γ = 1 - exp(-rate)). Default: 1e-3."""
+    rate_max: float = 1e-1
+    """memory='damped': the fastest memory's damping rate per token. Default: 1e-1."""
     cell: str = "qlam"
     """Which cell the layers run: qlam (built from qubits, depth, entanglement, entangler,
     encoding) or custom (a circuit given as ``QLAMClassifier(cfg, cell=...)``, stored with the
@@ -253,7 +265,15 @@ class QLAMClassifier(nn.Module):
         self.cell_template: CellTemplate | None = None if mixer else (
             cell if cell is not None else qlam_cell(cfg.cell_config()))
         """The circuit every QLAM layer runs (None with a custom mixer): store it with a custom run."""
+        if cfg.memory not in MEMORIES:
+            raise ValueError(f"memory must be one of {MEMORIES}, got {cfg.memory!r}")
         d = cfg.d_model
+        if mixer is None and cfg.memory == "damped":
+            mixer = lambda: DampedQLAMLayer(  # noqa: E731
+                d, d, heads=cfg.heads, cell=self.cell_template, queries=cfg.queries,
+                correlators=cfg.correlators, mix_init=cfg.mix_init, input_scale=cfg.input_scale,
+                dt_min=cfg.dt_min, dt_max=cfg.dt_max, rate_min=cfg.rate_min,
+                rate_max=cfg.rate_max, dtype=cfg.dtype, gate=cfg.gate)
         make = mixer or (lambda: QLAMLayer(
             d, d, heads=cfg.heads, cell=self.cell_template, queries=cfg.queries,
             correlators=cfg.correlators, mix_init=cfg.mix_init, input_scale=cfg.input_scale,

@@ -97,6 +97,10 @@ def _hardware_shape(plan: RunPlan, given: dict) -> None:
     ``entanglement`` of "coupling" becomes a ring or path of natively coupled device qubits."""
     if plan.kind != "qlam":
         raise QLAMError(f"--model {plan.kind} has no circuit; primitives backends run QLAM")
+    if plan.model.memory != "pure":
+        raise QLAMError(f"--memory {plan.model.memory}: primitives backends run pure memories so "
+                        "far (the damped cell's mid-circuit resets need a dynamic-circuit "
+                        "Estimator); train it on the exact engine (--backend statevector, the default)")
     bad = [f"--{k} {given[k]}" for k in ("layers", "heads") if given.get(k) not in (None, 1)]
     if bad or given.get("pool") == "mean":
         raise QLAMError(f"{' '.join(bad) or '--pool mean'}: primitives backends train the "

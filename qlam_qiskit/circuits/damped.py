@@ -1,0 +1,57 @@
+"""The damped QLAM cell: the cell circuit, then amplitude damping of every memory qubit.
+
+A unitary memory never forgets: at T = 784 every token's trace stays in the state forever and the
+mixing scrambles it. Damping relaxes each qubit towards |0⟩ at a learned rate per memory, so old
+tokens fade as in an SSM's decay, and the mixing turns the relaxed |0⟩ back into coherences the
+next inputs write into (a unital channel such as dephasing relaxes to I/D instead, where input
+phases have nothing left to act on). On hardware the channel is the standard dilation onto one
+ancilla per qubit, reset mid-circuit:
+
+    q ──■──────X──        CRY(φ_q) from q to its ancilla a, CX from a back to q, reset a:
+    a ──RY(φ)──■──|0⟩─    amplitude damping with γ_q = sin²(φ_q / 2).
+
+The system qubits are 0..n-1 and the ancillas n..2n-1, so the memory keeps the cell's qubit order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from qiskit.circuit import ParameterVector, QuantumCircuit
+
+from .cell import CellTemplate
+
+
+@dataclass(frozen=True)
+class DampedTemplate:
+    """A cell template with damping after it: the token circuit on 2n qubits and its angles."""
+
+    cell: CellTemplate
+    circuit: QuantumCircuit
+    """One token's update: the cell on qubits 0..n-1, then damping through ancillas n..2n-1."""
+    damping: ParameterVector
+    """φ_q per memory qubit, γ_q = sin²(φ_q / 2)."""
+
+    @property
+    def num_qubits(self) -> int:
+        """Width n of the memory (ancillas not counted)."""
+        return self.cell.num_qubits
+
+
+def damped_cell(cell: CellTemplate, name: str = "φ") -> DampedTemplate:
+    """The cell followed by amplitude damping of each qubit through a reset ancilla."""
+    n = cell.num_qubits
+    phi = ParameterVector(name, n)
+    qc = QuantumCircuit(2 * n, name="qlam_damped_cell")
+    qc.compose(cell.circuit, qubits=range(n), inplace=True)
+    for q in range(n):
+        qc.cry(phi[q], q, n + q)
+        qc.cx(n + q, q)
+        qc.reset(n + q)
+    return DampedTemplate(cell, qc, phi)
+
+
+def damping_angles(gamma: torch.Tensor) -> torch.Tensor:
+    """φ = 2 asin √γ: what ``DampedTemplate.damping`` binds for damping probabilities γ."""
+    return 2 * torch.asin(torch.sqrt(gamma))

@@ -1,0 +1,149 @@
+"""Damped QLAM layer: the memories are density matrices that relax, read by learned bases.
+
+Per head h and token t (``circuits/damped.py`` is the circuit, ``backends/engine/transfer.py`` the
+engine):
+
+    θ_t   = Δ_h (W x_t + b)                      the input map of QLAMLayer
+    ρ_t   = A_γh( M(Δ_h w_h) E(θ_t) ρ_{t-1} E† M† )    cell, then amplitude damping per qubit
+    y_t   = Tr(U_k† Z_S U_k ρ_t)                 the same K learned bases × Z terms
+    out_t = V y_t
+
+γ_{h,q} = 1 - exp(-exp(ν_{h,q})) with ν learned and initialised log-spaced over the memories
+(``rate_min``..``rate_max`` per token): a slow memory keeps hundreds of tokens, a fast one a few.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..backends.engine import EngineError, ReadoutEngine
+from ..backends.engine.compile import fixed_unitary_t
+from ..backends.engine.product import product_form
+from ..backends.engine.program import CircuitProgram, as_complex_dtype, real_dtype
+from ..backends.engine.transfer import (damping_transfer, observable_vectors, pauli_matrices,
+                                        plus_state, rz_transfer_scan, rz_transfer_scan_ref,
+                                        unitary_transfer)
+from ..circuits.cell import CellConfig, CellTemplate, qlam_cell
+from ..circuits.damped import damped_cell
+from ..circuits.readout import qlam_readout
+
+Tensor = torch.Tensor
+MAX_QUBITS = 4
+"""A damped memory of n qubits carries 4^n real numbers per sample: 256 at n = 4."""
+
+
+class DampedQLAMLayer(nn.Module):
+    """H damped quantum memories read by K learned bases at every token."""
+
+    def __init__(self, d_in: int, d_out: int, *, heads: int = 1,
+                 cell: CellConfig | CellTemplate = CellConfig(), queries: int = 2,
+                 correlators: str = "pairs", mix_init: float = 1.0, input_scale: float = 1.0,
+                 dt_min: float = 1e-3, dt_max: float = 1e-1, rate_min: float = 1e-3,
+                 rate_max: float = 1e-1, dtype: str = "complex64", gate: bool = False) -> None:
+        super().__init__()
+        tpl = cell if isinstance(cell, CellTemplate) else qlam_cell(cell)
+        n = tpl.num_qubits
+        self.heads, self.cell_template = heads, tpl
+        self.template = damped_cell(tpl)
+        program = CircuitProgram(tpl.circuit, list(tpl.inputs), list(tpl.weights))
+        self.product = product_form(program)
+        if self.product is None or n > MAX_QUBITS:
+            raise EngineError("memory='damped' needs a cell of at most "
+                              f"{MAX_QUBITS} qubits with one-qubit diagonal input gates (encoding "
+                              "'rz') and rzz or cz entanglers")
+        self.mix_gates = program.segments[1].gates
+        self.readout_template = qlam_readout(n, queries, correlators=correlators,
+                                             pairs=tpl.entangling_pairs)
+        self.cdtype = as_complex_dtype(dtype)
+        self.measure = ReadoutEngine(self.readout_template, dtype=self.cdtype)
+        m, p = len(tpl.inputs), len(tpl.weights)
+        self.proj = nn.Linear(d_in, heads * m)
+        nn.init.normal_(self.proj.weight, std=input_scale / math.sqrt(d_in))
+        nn.init.uniform_(self.proj.bias, -input_scale, input_scale)
+        self.mix = nn.Parameter(torch.empty(heads, p).uniform_(-mix_init, mix_init))  # (H, P)
+        self.basis = nn.Parameter(torch.rand(heads, len(self.readout_template.weights))
+                                  * 2 * math.pi)  # (H, 3nK)
+        if not (0 < dt_min <= dt_max and 0 < rate_min <= rate_max):
+            raise ValueError("memory='damped' needs 0 < dt_min <= dt_max and 0 < rate_min <= "
+                             f"rate_max, got {dt_min}, {dt_max}, {rate_min}, {rate_max}")
+        spread = lambda lo, hi: (torch.linspace(math.log(lo), math.log(hi), heads)  # noqa: E731
+                                 if heads > 1 else torch.tensor([math.log(lo * hi) / 2]))
+        self.log_dt = nn.Parameter(spread(dt_min, dt_max))  # (H,)
+        self.log_rate = nn.Parameter(spread(rate_min, rate_max)[:, None].repeat(1, n))  # (H, n)
+        for angle in (self.mix, self.basis, self.log_dt, self.log_rate):
+            angle._optim = {"weight_decay": 0.0, "circuit": True}
+        self.out = nn.Linear(heads * self.readout_template.num_outputs, d_out)
+        self.gate = nn.Linear(d_in, d_out) if gate else None
+        real = real_dtype(self.cdtype)
+        idx = torch.arange(2**n)
+        bits = (idx[:, None] >> torch.arange(n)) & 1  # (D, n)
+        z = torch.stack([(1 - 2 * bits[:, list(s)]).prod(-1) for s in self.readout_template.terms])
+        self.register_buffer("z", z.to(real), persistent=False)  # (M, D) Z-term eigenvalues
+        self.register_buffer("paulis", pauli_matrices(n, self.cdtype), persistent=False)
+        self.register_buffer("r0", plus_state(n, real), persistent=False)  # |+>^n
+
+    def steps(self) -> Tensor:
+        """Each memory's step Δ_h (H,)."""
+        return torch.exp(self.log_dt)
+
+    def input_angles(self, x: Tensor) -> Tensor:
+        """x (..., d_in) -> the cell's input angles θ (..., H, m) = Δ_h (W x + b)."""
+        return self.proj(x).unflatten(-1, (self.heads, -1)) * self.steps()[:, None]
+
+    def mixing(self) -> Tensor:
+        """The cell's weight angles (H, P) = Δ_h w_h."""
+        return self.mix * self.steps()[:, None]
+
+    def damping(self) -> Tensor:
+        """Damping probability per token γ (H, n) of every memory qubit."""
+        return 1 - torch.exp(-torch.exp(self.log_rate))
+
+    def transfer(self) -> Tensor:
+        """The fixed part of a token's update, S = A(γ) R(M), as a real PTM (H, 4^n, 4^n)."""
+        real = real_dtype(self.cdtype)
+        mt = fixed_unitary_t(self.mix_gates, self.mixing().to(real), self.cell_template.num_qubits,
+                             self.cdtype)  # (H, D, D) Mᵀ
+        return damping_transfer(self.damping().to(real)) @ unitary_transfer(mt.transpose(1, 2),
+                                                                            self.paulis)
+
+    def observables(self) -> Tensor:
+        """The readouts U_k† Z_S U_k as Pauli vectors (H, K, M, 4^n)."""
+        u = self.measure.rotations_t(self.basis).transpose(-1, -2)  # (H, K, D, D)
+        zu = self.z.to(u.dtype)[None, None, :, :, None] * u[:, :, None]  # Z_S U (H, K, M, D, D)
+        return observable_vectors(u[:, :, None].conj().transpose(-1, -2) @ zu, self.paulis)
+
+    def phases(self, x: Tensor) -> Tensor:
+        """x (B, T, d_in) -> each qubit's RZ angle δ (H, T, B, n) (the input block's phases)."""
+        p, c = self.product.relative_phases(self.mixing())  # (m, n), (H, n)
+        theta = self.input_angles(x)  # (B, T, H, m)
+        return (theta @ p.to(theta.dtype) + c.to(theta.dtype)).permute(2, 1, 0, 3)
+
+    def read(self, r: Tensor) -> Tensor:
+        """States (H, ..., N) -> readouts (..., H·K·M) in QLAMLayer's feature order."""
+        o = self.observables()  # (H, K, M, N)
+        h, n_ = o.shape[0], o.shape[-1]
+        y = torch.bmm(r.reshape(h, -1, n_), o.reshape(h, -1, n_).transpose(1, 2))  # (H, ·, K·M)
+        return y.view(h, *r.shape[1:-1], -1).movedim(0, -2).flatten(-2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x (B, T, d_in) -> (B, T, d_out)."""
+        real = real_dtype(self.cdtype)
+        r = rz_transfer_scan(self.r0, self.phases(x).to(real), self.transfer())  # (H, T, B, N)
+        y = self.read(r).transpose(0, 1)  # (B, T, H·K·M)
+        out = self.out(y.to(self.out.weight.dtype))
+        return out if self.gate is None else out * torch.sigmoid(self.gate(x))
+
+    def default_state(self, batch: int, device=None) -> Tensor:
+        """The memories before the first token, |+>^n per head: Pauli vectors (H, B, 4^n)."""
+        return self.r0.to(device).expand(self.heads, batch, -1).clone()
+
+    def step(self, x_t: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        """Streaming: one token x_t (B, d_in) and the state (H, B, N) -> (out (B, d_out), next
+        state). Equals forward() token by token."""
+        delta = self.phases(x_t[:, None])  # (H, 1, B, n)
+        state = rz_transfer_scan_ref(state, delta.to(state.dtype), self.transfer())[:, 0]
+        out = self.out(self.read(state).to(self.out.weight.dtype))  # (B, d_out)
+        return (out if self.gate is None else out * torch.sigmoid(self.gate(x_t))), state

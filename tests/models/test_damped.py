@@ -1,0 +1,165 @@
+"""The damped memory: its Pauli-transfer engine against Qiskit's density matrices, its numba
+kernel against the plain reference, and the model, streaming and command line around it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from qiskit.quantum_info import (DensityMatrix, Operator, Pauli, Statevector, partial_trace,
+                                 random_density_matrix, random_unitary)
+
+from qlam_qiskit.backends.engine import transfer
+from qlam_qiskit.backends.engine.transfer import (damping_transfer, pauli_matrices, plus_state,
+                                                  rz_transfer_scan, rz_transfer_scan_ref,
+                                                  unitary_transfer)
+from qlam_qiskit.circuits.cell import CellConfig
+from qlam_qiskit.circuits.damped import damping_angles
+from qlam_qiskit.cli.main import main
+from qlam_qiskit.errors import EngineError
+from qlam_qiskit.models import ModelConfig, QLAMClassifier
+from qlam_qiskit.models.damped import DampedQLAMLayer
+
+ATOL = 1e-12  # complex128 / float64 throughout these checks
+
+
+def pauli_vector(rho: DensityMatrix, n: int) -> torch.Tensor:
+    """Tr(P ρ) for every Pauli string in transfer's order (index Σ p_q 4^q)."""
+    labels = ["".join("IXYZ"[(i // 4**q) % 4] for q in reversed(range(n))) for i in range(4**n)]
+    return torch.tensor([rho.expectation_value(Pauli(lab)).real for lab in labels])
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_transfer_matrices_match_qiskit(n):
+    paulis = pauli_matrices(n)
+    rho = random_density_matrix(2**n, seed=n)
+    u = random_unitary(2**n, seed=10 + n)
+    r = unitary_transfer(torch.tensor(u.data)[None], paulis)[0] @ pauli_vector(rho, n)
+    assert torch.allclose(r, pauli_vector(rho.evolve(u), n), atol=ATOL)
+    # damping of every qubit as Kraus operators K0 = diag(1, √(1-γ)), K1 = √γ |0><1|
+    gamma = torch.rand(1, n, dtype=torch.float64)
+    out = rho
+    for q, g in enumerate(gamma[0].tolist()):
+        from qiskit.quantum_info import Kraus
+        k = Kraus([np.diag([1, np.sqrt(1 - g)]), np.sqrt(g) * np.array([[0, 1], [0, 0]])])
+        out = out.evolve(k, qargs=[q])
+    r = damping_transfer(gamma)[0] @ pauli_vector(rho, n)
+    assert torch.allclose(r, pauli_vector(out, n), atol=ATOL)
+    assert torch.allclose(plus_state(n), pauli_vector(DensityMatrix.from_label("+" * n), n), atol=ATOL)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_kernel_matches_reference_forward_and_backward(n):
+    if not transfer.available():
+        pytest.skip("numba is not importable: rz_transfer_scan is the reference here")
+    g = torch.Generator().manual_seed(n)
+    h, t, b, nn = 3, 9, 5, 4**n
+    theta = torch.randn(h, t, b, n, dtype=torch.float64, generator=g, requires_grad=True)
+    s = (0.3 * torch.randn(h, nn, nn, dtype=torch.float64, generator=g)).requires_grad_()
+    r0 = plus_state(n)
+    ref, fast = rz_transfer_scan_ref(r0, theta, s), rz_transfer_scan(r0, theta, s)
+    assert torch.allclose(fast, ref, atol=ATOL)
+    w = torch.randn(ref.shape, dtype=torch.float64, generator=g)
+    g_ref = torch.autograd.grad((ref * w).sum(), (theta, s))
+    g_fast = torch.autograd.grad((fast * w).sum(), (theta, s))
+    for a, c in zip(g_fast, g_ref):
+        assert torch.allclose(a, c, atol=1e-10)
+
+
+def layer(n: int = 2, heads: int = 2, gate: bool = False) -> DampedQLAMLayer:
+    torch.manual_seed(0)  # fast steps and damping so five tokens move the state visibly
+    return DampedQLAMLayer(3, 4, heads=heads, cell=CellConfig(qubits=n), dtype="complex128",
+                           dt_min=0.3, dt_max=1.0, rate_min=0.05, rate_max=0.5, gate=gate).double()
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_layer_equals_the_reset_circuit_in_qiskit(n):
+    """Token by token: the damped cell circuit (cell, CRY, CX, reset ancilla) on Qiskit's
+    DensityMatrix, system qubits kept, read by the learned bases, equals the engine."""
+    lay, (b, t) = layer(n), (2, 4)
+    x = torch.randn(b, t, 3, dtype=torch.float64)
+    y = lay.read(rz_transfer_scan(lay.r0, lay.phases(x), lay.transfer())).transpose(0, 1)
+    tpl, ro = lay.template, lay.readout_template
+    theta, w = lay.input_angles(x).detach(), lay.mixing().detach()
+    phi = damping_angles(lay.damping()).detach()
+    km = ro.num_outputs
+    for h in range(lay.heads):
+        bind_ro = dict(zip(ro.weights, lay.basis[h].tolist()))
+        obs = [Operator(qc.assign_parameters(bind_ro, strict=False)) for qc in ro.circuits]
+        for i in range(b):
+            rho = DensityMatrix(Statevector.from_label("+" * n))
+            for j in range(t):
+                binds = {**dict(zip(tpl.cell.inputs, theta[i, j, h].tolist())),
+                         **dict(zip(tpl.cell.weights, w[h].tolist())),
+                         **dict(zip(tpl.damping, phi[h].tolist()))}
+                full = DensityMatrix.from_label("0" * n).tensor(rho).evolve(
+                    tpl.circuit.assign_parameters(binds))
+                rho = DensityMatrix(partial_trace(full, list(range(n, 2 * n))))
+                want = [rho.expectation_value(u.adjoint() @ Operator.from_label(
+                    "".join("Z" if q in s else "I" for q in reversed(range(n)))) @ u).real
+                    for u in obs for s in ro.terms]
+                got = y[i, j, h * km:(h + 1) * km]
+                assert torch.allclose(got, torch.tensor(want, dtype=got.dtype), atol=ATOL)
+
+
+def test_damping_forgets_and_unitary_limit_keeps():
+    """With γ → 0 the memory stays pure (Tr ρ² = 1); with damping and no input it relaxes to the
+    mixing's fixed point, the same from any starting state."""
+    lay = layer(2, heads=1)
+    with torch.no_grad():
+        lay.log_rate.fill_(-40.0)  # γ ≈ 4e-18
+        r = rz_transfer_scan(lay.r0, torch.randn(1, 50, 1, 2, dtype=torch.float64), lay.transfer())
+        assert torch.allclose((r ** 2).sum(-1) / 4, torch.ones(1, 50, 1, dtype=torch.float64))
+        lay.log_rate.fill_(0.0)  # γ = 1 - 1/e per token
+        zero = torch.zeros(1, 200, 2, 2, dtype=torch.float64)
+        starts = torch.stack([lay.r0, pauli_vector(DensityMatrix.from_label("11"), 2)])
+        ends = [rz_transfer_scan_ref(s, zero[:, :, :1], lay.transfer())[0, -1, 0] for s in starts]
+        assert torch.allclose(ends[0], ends[1], atol=1e-10)
+        assert not torch.allclose(ends[0], lay.r0, atol=1e-3)
+
+
+@pytest.mark.parametrize("gate", [False, True], ids=["ungated", "gated"])
+def test_step_streams_the_same_outputs_as_forward(gate):
+    lay = layer(2, gate=gate)
+    x = torch.randn(3, 6, 3, dtype=torch.float64)
+    full = lay(x)
+    state, outs = lay.default_state(3), []
+    for t in range(x.shape[1]):
+        out, state = lay.step(x[:, t], state)
+        outs.append(out)
+    assert torch.allclose(torch.stack(outs, 1), full, atol=ATOL)
+
+
+def test_classifier_trains_its_damping_and_refuses_bad_cells():
+    cfg = ModelConfig(d_model=8, layers=1, heads=2, qubits=2, memory="damped", dtype="complex128")
+    model = QLAMClassifier(cfg).double()
+    model(torch.randn(4, 10, 1, dtype=torch.float64)).sum().backward()
+    lay = model.blocks[0].mixer
+    assert isinstance(lay, DampedQLAMLayer)
+    for p in (lay.log_rate, lay.log_dt, lay.mix, lay.basis, lay.proj.weight):
+        assert p.grad is not None and p.grad.abs().sum() > 0
+    with pytest.raises(EngineError, match="memory='damped' needs"):
+        QLAMClassifier(ModelConfig(qubits=2, memory="damped", entangler="cx"))
+    with pytest.raises(ValueError, match="memory must be one of"):
+        QLAMClassifier(ModelConfig(memory="mixed"))
+
+
+def test_cli_trains_a_damped_run_and_refuses_primitives(tmp_path: Path):
+    tiny = ["--limit-train", "32", "--limit-test", "16", "--batch-size", "16", "--layers", "1",
+            "--heads", "2", "--qubits", "2", "--d-model", "8", "--quiet", "--epochs", "1",
+            "--memory", "damped"]
+    out = tmp_path / "run"
+    res = CliRunner().invoke(main, ["run", *tiny, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    ckpt = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert ckpt["model_config"]["memory"] == "damped"
+    assert 0 <= json.loads((out / "result.json").read_text())["test_accuracy"] <= 1
+    res = CliRunner().invoke(main, ["run", *tiny, "--backend", "aer", "--out",
+                                    str(tmp_path / "prim")])
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert res.output.strip().startswith("Error: --memory damped: primitives backends")
+    assert not (tmp_path / "prim").exists()
