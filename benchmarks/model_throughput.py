@@ -101,7 +101,10 @@ def _worker(spec: dict) -> dict:
         pass
     task, ds, gray = POINTS[spec["T"]]
     t_len, channels = TASK_INFO[task].shape(ds, gray)
-    pre = preset(task, ds)
+    try:
+        pre = preset(task, ds, spec["model"])  # memory options are QLAM's (since 2026-12-03)
+    except TypeError:  # pragma: no cover - older checkouts
+        pre = preset(task, ds)
     cfg = ModelConfig(**{**pre["model"], "d_model": spec["d_model"]}, d_input=channels,
                       num_classes=10, max_len=t_len if pre["position"] else 0)
     torch.manual_seed(0)

@@ -44,7 +44,7 @@ class Cell:
 
 def _num_params(kind: str, task: str, downsample: int, d_model: int, gray: bool) -> int:
     """Parameters of ``kind`` with residual width ``d_model`` on ``task`` (built, then counted)."""
-    p = preset(task, downsample)
+    p = preset(task, downsample, kind)
     t, channels = TASK_INFO[task].shape(downsample, gray)
     cfg = ModelConfig(**{**p["model"], "d_model": d_model}, d_input=channels, num_classes=10,
                       max_len=t if p["position"] else 0)

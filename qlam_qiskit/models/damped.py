@@ -116,34 +116,44 @@ class DampedQLAMLayer(nn.Module):
         return observable_vectors(u[:, :, None].conj().transpose(-1, -2) @ zu, self.paulis)
 
     def phases(self, x: Tensor) -> Tensor:
-        """x (B, T, d_in) -> each qubit's RZ angle δ (H, T, B, n) (the input block's phases)."""
+        """Tokens x (..., d_in) -> each qubit's RZ angle δ (..., H, n) (the input block's phases)."""
         p, c = self.product.relative_phases(self.mixing())  # (m, n), (H, n)
-        theta = self.input_angles(x)  # (B, T, H, m)
-        return (theta @ p.to(theta.dtype) + c.to(theta.dtype)).permute(2, 1, 0, 3)
+        theta = self.input_angles(x)  # (..., H, m)
+        return theta @ p.to(theta.dtype) + c.to(theta.dtype)
 
     def read(self, r: Tensor) -> Tensor:
-        """States (H, ..., N) -> readouts (..., H·K·M) in QLAMLayer's feature order."""
+        """States (..., H, N) -> readouts (..., H·K·M) in QLAMLayer's feature order (reference
+        for ``readout_map``)."""
+        y = torch.einsum("...hn,hkmn->...hkm", r, self.observables())
+        return y.flatten(-3)
+
+    def readout_map(self) -> tuple[Tensor, Tensor]:
+        """The readouts and ``out`` as one linear map of the states: W (H·N, d_out), bias, so
+        out_t = r_t W + bias with r_t (H·N,) all memories' Pauli vectors."""
         o = self.observables()  # (H, K, M, N)
-        h, n_ = o.shape[0], o.shape[-1]
-        y = torch.bmm(r.reshape(h, -1, n_), o.reshape(h, -1, n_).transpose(1, 2))  # (H, ·, K·M)
-        return y.view(h, *r.shape[1:-1], -1).movedim(0, -2).flatten(-2)
+        h, k, m, n_ = o.shape
+        v = self.out.weight.view(-1, h, k, m).to(o.dtype)  # (d_out, H, K, M)
+        return torch.einsum("hkmn,ohkm->hno", o, v).reshape(h * n_, -1), self.out.bias
 
     def forward(self, x: Tensor) -> Tensor:
         """x (B, T, d_in) -> (B, T, d_out)."""
         real = real_dtype(self.cdtype)
-        r = rz_transfer_scan(self.r0, self.phases(x).to(real), self.transfer())  # (H, T, B, N)
-        y = self.read(r).transpose(0, 1)  # (B, T, H·K·M)
-        out = self.out(y.to(self.out.weight.dtype))
+        b, t, _ = x.shape
+        delta = self.phases(x.transpose(0, 1)).to(real)  # (T, B, H, n), time-major
+        r = rz_transfer_scan(self.r0, delta, self.transfer())  # (T, B, H, N)
+        w, bias = self.readout_map()
+        out = torch.addmm(bias.to(real), r.view(t * b, -1), w)  # (T·B, d_out): one GEMM
+        out = out.view(t, b, -1).transpose(0, 1).to(self.out.weight.dtype)  # (B, T, d_out)
         return out if self.gate is None else out * torch.sigmoid(self.gate(x))
 
     def default_state(self, batch: int, device=None) -> Tensor:
-        """The memories before the first token, |+>^n per head: Pauli vectors (H, B, 4^n)."""
-        return self.r0.to(device).expand(self.heads, batch, -1).clone()
+        """The memories before the first token, |+>^n per head: Pauli vectors (B, H, 4^n)."""
+        return self.r0.to(device).expand(batch, self.heads, -1).clone()
 
     def step(self, x_t: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
-        """Streaming: one token x_t (B, d_in) and the state (H, B, N) -> (out (B, d_out), next
+        """Streaming: one token x_t (B, d_in) and the state (B, H, N) -> (out (B, d_out), next
         state). Equals forward() token by token."""
-        delta = self.phases(x_t[:, None])  # (H, 1, B, n)
-        state = rz_transfer_scan_ref(state, delta.to(state.dtype), self.transfer())[:, 0]
+        delta = self.phases(x_t[None])  # (1, B, H, n)
+        state = rz_transfer_scan_ref(state, delta.to(state.dtype), self.transfer())[0]
         out = self.out(self.read(state).to(self.out.weight.dtype))  # (B, d_out)
         return (out if self.gate is None else out * torch.sigmoid(self.gate(x_t))), state

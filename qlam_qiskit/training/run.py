@@ -74,7 +74,7 @@ def plan_run(*, spec: DataSpec, backend: str, kind: str = "qlam", model: dict | 
     if b.exact and primitives.given():
         raise QLAMError(f"{'/'.join(primitives.given())} apply to primitives backends (aer, "
                         "fake_<device>, ...); drop them or choose such a --backend")
-    p = preset(spec.task, spec.downsample)
+    p = preset(spec.task, spec.downsample, kind if b.exact else "primitives")
     mcfg = ModelConfig(**{**p["model"], **model})
     tcfg = TrainConfig(**{**p["train"], **train, "seed": seed, "device": device})
     out = Path(out) if out else default_out(spec.task)

@@ -57,8 +57,8 @@ def test_kernel_matches_reference_forward_and_backward(n):
     if not transfer.available():
         pytest.skip("numba is not importable: rz_transfer_scan is the reference here")
     g = torch.Generator().manual_seed(n)
-    h, t, b, nn = 3, 9, 5, 4**n
-    theta = torch.randn(h, t, b, n, dtype=torch.float64, generator=g, requires_grad=True)
+    t, b, h, nn = 9, 5, 3, 4**n
+    theta = torch.randn(t, b, h, n, dtype=torch.float64, generator=g, requires_grad=True)
     s = (0.3 * torch.randn(h, nn, nn, dtype=torch.float64, generator=g)).requires_grad_()
     r0 = plus_state(n)
     ref, fast = rz_transfer_scan_ref(r0, theta, s), rz_transfer_scan(r0, theta, s)
@@ -82,7 +82,11 @@ def test_layer_equals_the_reset_circuit_in_qiskit(n):
     DensityMatrix, system qubits kept, read by the learned bases, equals the engine."""
     lay, (b, t) = layer(n), (2, 4)
     x = torch.randn(b, t, 3, dtype=torch.float64)
-    y = lay.read(rz_transfer_scan(lay.r0, lay.phases(x), lay.transfer())).transpose(0, 1)
+    y = lay.read(rz_transfer_scan(lay.r0, lay.phases(x.transpose(0, 1)), lay.transfer()))
+    y = y.transpose(0, 1)  # (B, T, H·K·M)
+    w, bias = lay.readout_map()
+    r = rz_transfer_scan(lay.r0, lay.phases(x.transpose(0, 1)), lay.transfer())
+    assert torch.allclose((r.flatten(-2) @ w + bias).transpose(0, 1), lay(x), atol=ATOL)
     tpl, ro = lay.template, lay.readout_template
     theta, w = lay.input_angles(x).detach(), lay.mixing().detach()
     phi = damping_angles(lay.damping()).detach()
@@ -112,12 +116,12 @@ def test_damping_forgets_and_unitary_limit_keeps():
     lay = layer(2, heads=1)
     with torch.no_grad():
         lay.log_rate.fill_(-40.0)  # γ ≈ 4e-18
-        r = rz_transfer_scan(lay.r0, torch.randn(1, 50, 1, 2, dtype=torch.float64), lay.transfer())
-        assert torch.allclose((r ** 2).sum(-1) / 4, torch.ones(1, 50, 1, dtype=torch.float64))
+        r = rz_transfer_scan(lay.r0, torch.randn(50, 1, 1, 2, dtype=torch.float64), lay.transfer())
+        assert torch.allclose((r ** 2).sum(-1) / 4, torch.ones(50, 1, 1, dtype=torch.float64))
         lay.log_rate.fill_(0.0)  # γ = 1 - 1/e per token
-        zero = torch.zeros(1, 200, 2, 2, dtype=torch.float64)
+        zero = torch.zeros(200, 1, 1, 2, dtype=torch.float64)
         starts = torch.stack([lay.r0, pauli_vector(DensityMatrix.from_label("11"), 2)])
-        ends = [rz_transfer_scan_ref(s, zero[:, :, :1], lay.transfer())[0, -1, 0] for s in starts]
+        ends = [rz_transfer_scan_ref(s, zero, lay.transfer())[-1, 0, 0] for s in starts]
         assert torch.allclose(ends[0], ends[1], atol=1e-10)
         assert not torch.allclose(ends[0], lay.r0, atol=1e-3)
 

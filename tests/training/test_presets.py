@@ -6,7 +6,7 @@ import pytest
 
 from qlam_qiskit.data import TASK_INFO
 from qlam_qiskit.models import ModelConfig
-from qlam_qiskit.training.presets import PRESETS, REFERENCE_LEN, preset
+from qlam_qiskit.training.presets import DAMPED, PRESETS, REFERENCE_LEN, preset
 
 
 @pytest.mark.parametrize("task", sorted(PRESETS))
@@ -23,5 +23,20 @@ def test_steps_scale_inversely_with_sequence_length(task, downsample):
 
 
 def test_full_length_smnist_is_the_reference():
-    assert preset("smnist")["model"] == {"dt_min": ModelConfig.dt_min, "dt_max": ModelConfig.dt_max}
+    assert preset("smnist")["model"] == {**DAMPED, "dt_min": ModelConfig.dt_min,
+                                         "dt_max": ModelConfig.dt_max,
+                                         "rate_min": ModelConfig.rate_min,
+                                         "rate_max": ModelConfig.rate_max}
     assert preset("mnist-mini")["model"] == pytest.approx({"dt_min": 4e-3, "dt_max": 0.4})
+
+
+@pytest.mark.parametrize("task", ["smnist", "psmnist", "sfmnist", "scifar10"])
+@pytest.mark.parametrize("downsample", [1, 4])
+def test_full_length_tasks_run_damped_memories_at_the_steps_rates(task, downsample):
+    """Full-length presets: damped 2-qubit memories whose damping per token scales with the
+    steps (rate·T fixed), so a memory keeps the same share of any sequence."""
+    t, _ = TASK_INFO[task].shape(downsample)
+    m = preset(task, downsample)["model"]
+    assert m["memory"] == "damped" and m["qubits"] == 2
+    assert m["rate_min"] * t == pytest.approx(ModelConfig.rate_min * REFERENCE_LEN, rel=1e-5)
+    assert m["rate_max"] / m["rate_min"] == pytest.approx(m["dt_max"] / m["dt_min"], rel=1e-5)

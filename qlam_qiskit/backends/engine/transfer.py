@@ -11,7 +11,9 @@ with Rz(δ_t) the input block (RZ(δ_q) on every qubit: the X/Y components of qu
 R(M) the mixing unitary's PTM and A(γ) amplitude damping of every qubit. Because only the rotation
 depends on the token, the scan is one small real mat-vec per token: ``rz_transfer_scan`` runs it as
 a numba kernel (the token loop inside, one task per memory and sample, states kept for backward);
-``rz_transfer_scan_ref`` is the same recurrence in plain autograd, tested against it.
+``rz_transfer_scan_ref`` is the same recurrence in plain autograd, tested against it. Layouts are
+time-major, memories minor, (T, B, H, ·): a readout over all memories is then one GEMM over the
+T·B rows, with no transpose of the states.
 """
 
 from __future__ import annotations
@@ -93,79 +95,110 @@ def _rotate(r: Tensor, theta: Tensor, pairs: Tensor) -> Tensor:
 
 
 def rz_transfer_scan_ref(r0: Tensor, theta: Tensor, s: Tensor) -> Tensor:
-    """Reference: r0 (N,) or (H, B, N), angles θ (H, T, B, n), transfer S (H, N, N) -> states
-    (H, T, B, N)."""
+    """Reference: r0 (N,) or (B, H, N), angles θ (T, B, H, n), transfer S (H, N, N) -> states
+    (T, B, H, N)."""
     n = theta.shape[-1]
     pairs = torch.as_tensor(rotation_pairs(n), device=theta.device)
-    r = r0.to(s.dtype).expand(theta.shape[0], theta.shape[2], r0.shape[-1])  # (H, B, N)
+    r = r0.to(s.dtype).expand(theta.shape[1], theta.shape[2], r0.shape[-1])  # (B, H, N)
     out = []
-    for th in theta.unbind(1):  # (H, B, n)
-        r = torch.bmm(_rotate(r, th, pairs), s.transpose(1, 2))  # (H, B, N)
+    for th in theta.unbind(0):  # (B, H, n)
+        r = torch.einsum("bhj,hij->bhi", _rotate(r, th, pairs), s)  # (B, H, N)
         out.append(r)
-    return torch.stack(out, 1)
+    return torch.stack(out)
 
+
+LANES = 16
+"""Samples one kernel task runs side by side: every inner loop runs over them (SIMD); a ragged
+batch pads the last task with lanes of zero angles whose results are dropped."""
 
 if njit is not None:
+    @njit(cache=True, inline="always")
+    def _angles(theta, t, b0, nl, h, c, sn):  # pragma: no cover - compiled
+        for q in range(c.shape[0]):
+            for lane in range(LANES):
+                th = theta[t, b0 + lane, h, q] if lane < nl else 0.0
+                c[q, lane], sn[q, lane] = np.cos(th), np.sin(th)
+
     @njit(cache=True, inline="always")
     def _rot(r, c, s, pairs, sign):  # pragma: no cover - compiled
         for q in range(pairs.shape[0]):
             for k in range(pairs.shape[1]):
                 ix, iy = pairs[q, k, 0], pairs[q, k, 1]
-                x, y = r[ix], r[iy]
-                r[ix] = c[q] * x - sign * s[q] * y
-                r[iy] = sign * s[q] * x + c[q] * y
+                for lane in range(LANES):
+                    x, y = r[ix, lane], r[iy, lane]
+                    r[ix, lane] = c[q, lane] * x - sign * s[q, lane] * y
+                    r[iy, lane] = sign * s[q, lane] * x + c[q, lane] * y
+
+    @njit(cache=True, inline="always")
+    def _matvec(m, h, x, y, transpose):  # pragma: no cover - compiled
+        """y = M[h] x (or M[h]ᵀ x) on every lane: x, y (N, LANES)."""
+        nn = x.shape[0]
+        y[:] = 0.0
+        for i in range(nn):
+            for j in range(nn):
+                w = m[h, j, i] if transpose else m[h, i, j]
+                for lane in range(LANES):
+                    y[i, lane] += w * x[j, lane]
 
     @njit(parallel=True, cache=True)
     def _forward(r0, theta, s, pairs, out):  # pragma: no cover - compiled
-        h_, t_, b_, n = theta.shape
-        nn = r0.shape[0]
-        for task in prange(h_ * b_):
-            h, b = task // b_, task % b_
-            r = r0.copy()
-            c, sn = np.empty(n, r0.dtype), np.empty(n, r0.dtype)
+        t_, b_, h_, n = theta.shape
+        nn, chunks = r0.shape[0], (b_ + LANES - 1) // LANES
+        for task in prange(h_ * chunks):
+            h, b0 = task // chunks, (task % chunks) * LANES
+            nl = min(LANES, b_ - b0)
+            r, nxt = np.empty((nn, LANES), r0.dtype), np.empty((nn, LANES), r0.dtype)
+            for j in range(nn):
+                r[j, :] = r0[j]
+            c, sn = np.empty((n, LANES), r0.dtype), np.empty((n, LANES), r0.dtype)
             for t in range(t_):
-                for q in range(n):
-                    c[q], sn[q] = np.cos(theta[h, t, b, q]), np.sin(theta[h, t, b, q])
+                _angles(theta, t, b0, nl, h, c, sn)
                 _rot(r, c, sn, pairs, 1.0)
-                for i in range(nn):
-                    acc = 0.0
-                    for j in range(nn):
-                        acc += s[h, i, j] * r[j]
-                    out[h, t, b, i] = acc
-                r[:] = out[h, t, b, :]
+                _matvec(s, h, r, nxt, False)
+                for lane in range(nl):
+                    for i in range(nn):
+                        out[t, b0 + lane, h, i] = nxt[i, lane]
+                r, nxt = nxt, r
 
     @njit(parallel=True, cache=True)
     def _backward(r0, theta, s, pairs, states, g_out, g_theta, g_s):  # pragma: no cover
-        h_, t_, b_, n = theta.shape
-        nn = r0.shape[0]
-        for task in prange(h_ * b_):
-            h, b = task // b_, task % b_
-            g, ga, a = np.zeros(nn, r0.dtype), np.empty(nn, r0.dtype), np.empty(nn, r0.dtype)
-            c, sn = np.empty(n, r0.dtype), np.empty(n, r0.dtype)
-            acc = g_s[task]
+        t_, b_, h_, n = theta.shape
+        nn, chunks = r0.shape[0], (b_ + LANES - 1) // LANES
+        for task in prange(h_ * chunks):
+            h, b0 = task // chunks, (task % chunks) * LANES
+            nl = min(LANES, b_ - b0)
+            g, ga = np.zeros((nn, LANES), r0.dtype), np.empty((nn, LANES), r0.dtype)
+            a = np.zeros((nn, LANES), r0.dtype)
+            c, sn = np.empty((n, LANES), r0.dtype), np.empty((n, LANES), r0.dtype)
+            acc = np.zeros((nn, nn, LANES), r0.dtype)  # per-lane sums of g_t a_tᵀ
             for t in range(t_ - 1, -1, -1):
-                a[:] = states[h, t - 1, b, :] if t > 0 else r0
-                for q in range(n):
-                    c[q], sn[q] = np.cos(theta[h, t, b, q]), np.sin(theta[h, t, b, q])
+                for lane in range(nl):
+                    for j in range(nn):
+                        a[j, lane] = states[t - 1, b0 + lane, h, j] if t > 0 else r0[j]
+                        g[j, lane] += g_out[t, b0 + lane, h, j]  # total gradient at r_t
+                _angles(theta, t, b0, nl, h, c, sn)
                 _rot(a, c, sn, pairs, 1.0)  # a_t = Rz(δ_t) r_{t-1}
                 for i in range(nn):
-                    g[i] += g_out[h, t, b, i]  # total gradient at r_t
-                for i in range(nn):
                     for j in range(nn):
-                        acc[i, j] += g[i] * a[j]
+                        for lane in range(LANES):
+                            acc[i, j, lane] += g[i, lane] * a[j, lane]
+                _matvec(s, h, g, ga, True)  # gradient at a_t
+                for q in range(n):  # d a / d δ_q = J_q a, J_q (x, y) = (-y, x)
+                    for lane in range(nl):
+                        v = 0.0
+                        for k in range(pairs.shape[1]):
+                            ix, iy = pairs[q, k, 0], pairs[q, k, 1]
+                            v += ga[iy, lane] * a[ix, lane] - ga[ix, lane] * a[iy, lane]
+                        g_theta[t, b0 + lane, h, q] = v
+                _rot(ga, c, sn, pairs, -1.0)  # Rz(δ)ᵀ = Rz(-δ)
+                g, ga = ga, g
+            out = g_s[h, task % chunks]
+            for i in range(nn):
                 for j in range(nn):
                     v = 0.0
-                    for i in range(nn):
-                        v += s[h, i, j] * g[i]
-                    ga[j] = v  # gradient at a_t
-                for q in range(n):  # d a / d δ_q = J_q a, J_q (x, y) = (-y, x)
-                    v = 0.0
-                    for k in range(pairs.shape[1]):
-                        ix, iy = pairs[q, k, 0], pairs[q, k, 1]
-                        v += ga[iy] * a[ix] - ga[ix] * a[iy]
-                    g_theta[h, t, b, q] = v
-                _rot(ga, c, sn, pairs, -1.0)  # Rz(δ)ᵀ = Rz(-δ)
-                g[:] = ga
+                    for lane in range(LANES):
+                        v += acc[i, j, lane]
+                    out[i, j] = v
 
 
 class _RzTransferScan(torch.autograd.Function):
@@ -174,7 +207,7 @@ class _RzTransferScan(torch.autograd.Function):
         match_threads()
         r0n, th = r0.to(s.dtype).contiguous().numpy(), theta.to(s.dtype).contiguous()
         sn, pairs = s.detach().contiguous(), rotation_pairs(theta.shape[-1])
-        out = torch.empty(*theta.shape[:3], r0.shape[0], dtype=s.dtype)  # (H, T, B, N)
+        out = torch.empty(*theta.shape[:3], r0.shape[0], dtype=s.dtype)  # (T, B, H, N)
         _forward(r0n, th.detach().numpy(), sn.numpy(), pairs, out.numpy())
         ctx.save_for_backward(r0, th, sn, out)
         return out
@@ -182,13 +215,14 @@ class _RzTransferScan(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g_out: Tensor):
         r0, th, s, states = ctx.saved_tensors
-        h, t, b, n = th.shape
+        t, b, h, n = th.shape
         g_theta = torch.empty_like(th)
-        g_s = torch.zeros(h * b, *s.shape[1:], dtype=s.dtype)  # per task, summed in order below
+        chunks = (b + LANES - 1) // LANES
+        g_s = torch.zeros(h, chunks, *s.shape[1:], dtype=s.dtype)  # per task, summed in order
         _backward(r0.to(s.dtype).contiguous().numpy(), th.detach().numpy(), s.numpy(),
                   rotation_pairs(n), states.numpy(), g_out.contiguous().numpy(),
                   g_theta.numpy(), g_s.numpy())
-        return None, g_theta, g_s.view(h, b, *s.shape[1:]).sum(1)
+        return None, g_theta, g_s.sum(1)
 
 
 def available() -> bool:
@@ -197,7 +231,7 @@ def available() -> bool:
 
 
 def rz_transfer_scan(r0: Tensor, theta: Tensor, s: Tensor) -> Tensor:
-    """Fast path (CPU, numba): r0 (N,), θ (H, T, B, n), S (H, N, N) -> states (H, T, B, N).
+    """Fast path (CPU, numba): r0 (N,), θ (T, B, H, n), S (H, N, N) -> states (T, B, H, N).
     Falls back to the reference off the CPU or without numba."""
     if njit is None or theta.device.type != "cpu" or s.dtype not in (torch.float32, torch.float64):
         return rz_transfer_scan_ref(r0, theta, s)
