@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from qiskit.circuit import ParameterVector, QuantumCircuit
 
-from .cell import CellTemplate
+from .cell import CellTemplate, init_circuit
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,23 @@ def damped_cell(cell: CellTemplate, name: str = "φ") -> DampedTemplate:
         qc.cx(n + q, q)
         qc.reset(n + q)
     return DampedTemplate(cell, qc, phi)
+
+
+def damped_sequence(template: DampedTemplate, steps: int, input_name: str = "x") -> QuantumCircuit:
+    """The damped cell unrolled over ``steps`` tokens after |+>^n, the ancillas reset and reused
+    by every token: 2n qubits. Inputs are per token (``input_name``[t·m + j]); the cell's
+    weights and the damping angles are shared. Runs on an Estimator that simulates mid-circuit
+    resets exactly (Aer's density-matrix method) or on a device with dynamic circuits."""
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    n, m = template.num_qubits, len(template.cell.inputs)
+    x = ParameterVector(input_name, steps * m)
+    qc = QuantumCircuit(2 * n, name=f"qlam_damped_T{steps}")
+    qc.compose(init_circuit(n), qubits=range(n), inplace=True)
+    for t in range(steps):
+        qc.compose(template.circuit.assign_parameters(
+            {template.cell.inputs[j]: x[t * m + j] for j in range(m)}), inplace=True)
+    return qc
 
 
 def damping_angles(gamma: torch.Tensor) -> torch.Tensor:

@@ -167,3 +167,41 @@ def test_cli_trains_a_damped_run_and_refuses_primitives(tmp_path: Path):
     assert res.exit_code == 1 and "Traceback" not in res.output
     assert res.output.strip().startswith("Error: --memory damped: primitives backends")
     assert not (tmp_path / "prim").exists()
+
+
+def test_unrolled_damped_circuit_on_aer_density_matrix_estimator_equals_the_engine():
+    """The primitives side: the damped cell unrolled over T tokens (ancillas reset and reused),
+    transpiled for Aer and run through its EstimatorV2 with the density-matrix method, gives the
+    engine's readouts at the last token."""
+    pytest.importorskip("qiskit_aer")
+    from qiskit import transpile
+    from qiskit.quantum_info import SparsePauliOp
+    from qiskit_aer import AerSimulator
+    from qiskit_aer.primitives import EstimatorV2
+
+    from qlam_qiskit.circuits.damped import damped_sequence
+
+    n, t = 2, 4
+    lay = layer(n, heads=1)
+    x = torch.randn(1, t, 3, dtype=torch.float64)
+    r = rz_transfer_scan(lay.r0, lay.phases(x.transpose(0, 1)), lay.transfer())  # (T, 1, 1, N)
+    want = lay.read(r)[-1, 0]  # (K·M,) readouts after the last token
+    tpl, ro = lay.template, lay.readout_template
+    qc = damped_sequence(tpl, t)
+    theta = lay.input_angles(x).detach()[0, :, 0]  # (T, m)
+    xs = [p for p in qc.parameters if p.name.startswith("x[")]
+    binds = {**{p: theta.flatten()[p.index].item() for p in xs},
+             **dict(zip(tpl.cell.weights, lay.mixing()[0].tolist())),
+             **dict(zip(tpl.damping, damping_angles(lay.damping())[0].tolist()))}
+    bound = transpile(qc.assign_parameters(binds), AerSimulator(method="density_matrix"))
+    obs = []
+    for rc in ro.circuits:
+        u = Operator(rc.assign_parameters(dict(zip(ro.weights, lay.basis[0].tolist())),
+                                          strict=False))
+        for s in ro.terms:
+            z = Operator.from_label("".join("Z" if q in s else "I" for q in reversed(range(n))))
+            o = SparsePauliOp.from_operator(u.adjoint() @ z @ u)
+            obs.append(SparsePauliOp("I" * n).tensor(o))  # ancillas n..2n-1: the high qubits
+    est = EstimatorV2(options={"backend_options": {"method": "density_matrix"}})
+    evs = est.run([(bound, obs)]).result()[0].data.evs
+    assert np.allclose(evs, want.detach().numpy(), atol=1e-8)
