@@ -36,6 +36,9 @@ def hardware_problem(cfg: ModelConfig, kind: str = "qlam") -> str | None:
     """Why a model is not the hardware-compatible configuration (None when it is)."""
     if kind != "qlam":
         return f"model {kind!r} has no quantum circuit; only QLAM runs on primitives"
+    if cfg.memory != "pure":
+        return (f"memory={cfg.memory}: primitives run pure memories so far (the damped cell's "
+                "mid-circuit resets need a dynamic-circuit Estimator); use the exact engine")
     bad = [f"{name}={getattr(cfg, name)}" for name, want in
            (("layers", 1), ("heads", 1), ("pool", "last")) if getattr(cfg, name) != want]
     if bad:

@@ -205,3 +205,10 @@ def test_unrolled_damped_circuit_on_aer_density_matrix_estimator_equals_the_engi
     est = EstimatorV2(options={"backend_options": {"method": "density_matrix"}})
     evs = est.run([(bound, obs)]).result()[0].data.evs
     assert np.allclose(evs, want.detach().numpy(), atol=1e-8)
+
+
+def test_primitives_models_refuse_damped_memories_in_one_line():
+    from qlam_qiskit.models.primitive import hardware_problem
+    cfg = ModelConfig(layers=1, heads=1, pool="last", qubits=2, memory="damped")
+    assert hardware_problem(cfg).startswith("memory=damped: primitives run pure memories")
+    assert hardware_problem(ModelConfig(layers=1, heads=1, pool="last")) is None
