@@ -97,16 +97,20 @@ class DampedQLAMLayer(nn.Module):
         """The cell's weight angles (H, P) = Δ_h w_h."""
         return self.mix * self.steps()[:, None]
 
+    def rates(self) -> Tensor:
+        """Damping rate per token (H, n) of every memory qubit: γ = 1 - exp(-rate)."""
+        return torch.exp(self.log_rate)
+
     def damping(self) -> Tensor:
-        """Damping probability per token γ (H, n) of every memory qubit."""
-        return 1 - torch.exp(-torch.exp(self.log_rate))
+        """Damping probability per token γ (H, n) of every memory qubit (what circuits bind)."""
+        return -torch.expm1(-self.rates())
 
     def transfer(self) -> Tensor:
         """The fixed part of a token's update, S = A(γ) R(M), as a real PTM (H, 4^n, 4^n)."""
         real = real_dtype(self.cdtype)
         mt = fixed_unitary_t(self.mix_gates, self.mixing().to(real), self.cell_template.num_qubits,
                              self.cdtype)  # (H, D, D) Mᵀ
-        return damping_transfer(self.damping().to(real)) @ unitary_transfer(mt.transpose(1, 2),
+        return damping_transfer(self.rates().to(real)) @ unitary_transfer(mt.transpose(1, 2),
                                                                             self.paulis)
 
     def observables(self) -> Tensor:

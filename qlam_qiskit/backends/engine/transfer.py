@@ -63,17 +63,20 @@ def unitary_transfer(u: Tensor, paulis: Tensor) -> Tensor:
     return torch.einsum("pab,hqba->hpq", paulis.to(u.dtype), conj).real / d
 
 
-def damping_transfer(gamma: Tensor) -> Tensor:
-    """PTM of amplitude damping with probability γ (H, n) on every qubit: (H, 4^n, 4^n).
+def damping_transfer(rate: Tensor) -> Tensor:
+    """PTM of amplitude damping on every qubit, γ = 1 - exp(-rate) for rates (H, n): (H, 4^n, 4^n).
 
-    On one qubit (I, X, Y, Z): x, y shrink by √(1-γ), z -> (1-γ) z + γ (relaxing towards |0⟩)."""
-    h, n = gamma.shape
-    out = torch.ones(h, 1, 1, dtype=gamma.dtype, device=gamma.device)
+    On one qubit (I, X, Y, Z): x, y shrink by √(1-γ) = exp(-rate/2), z -> (1-γ) z + γ (relaxing
+    towards |0⟩). Written in the rate so that strong damping (γ -> 1) keeps finite gradients
+    (√(1-γ) has none at γ = 1)."""
+    h, n = rate.shape
+    out = torch.ones(h, 1, 1, dtype=rate.dtype, device=rate.device)
     for q in range(n):  # kron(A_q, out): qubit q becomes the most significant digit so far
-        g = gamma[:, q]
-        s, z, o = torch.sqrt(1 - g), torch.zeros_like(g), torch.ones_like(g)
+        r = rate[:, q]
+        g, s, keep = -torch.expm1(-r), torch.exp(-r / 2), torch.exp(-r)
+        z, o = torch.zeros_like(r), torch.ones_like(r)
         a = torch.stack([torch.stack([o, z, z, z], -1), torch.stack([z, s, z, z], -1),
-                         torch.stack([z, z, s, z], -1), torch.stack([g, z, z, 1 - g], -1)], -2)
+                         torch.stack([z, z, s, z], -1), torch.stack([g, z, z, keep], -1)], -2)
         out = torch.einsum("hij,hkl->hikjl", a, out).reshape(h, 4 * out.shape[1], 4 * out.shape[2])
     return out
 
