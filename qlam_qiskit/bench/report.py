@@ -132,6 +132,9 @@ def _plots(rows: list[dict], out: Path) -> list[Path]:
                              if r["task"] == task and r["model"] == m)
                 ax.plot(*zip(*pts), marker="o", label=m)
             ax.set(title=task, xlabel="sequence length T", ylabel="test accuracy (%)", xscale="log")
+            lengths = sorted({t for k, t in cols if k == task})
+            ax.set_xticks(lengths, [str(t) for t in lengths])  # the measured T, not 10^k ticks
+            ax.minorticks_off()
             ax.grid(alpha=0.3)
         axes[0][-1].legend(fontsize=8)
         save_figure(fig, out / "accuracy_vs_length.png")
