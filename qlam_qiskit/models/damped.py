@@ -78,10 +78,8 @@ class DampedQLAMLayer(nn.Module):
         self.out = nn.Linear(heads * self.readout_template.num_outputs, d_out)
         self.gate = nn.Linear(d_in, d_out) if gate else None
         real = real_dtype(self.cdtype)
-        idx = torch.arange(2**n)
-        bits = (idx[:, None] >> torch.arange(n)) & 1  # (D, n)
-        z = torch.stack([(1 - 2 * bits[:, list(s)]).prod(-1) for s in self.readout_template.terms])
-        self.register_buffer("z", z.to(real), persistent=False)  # (M, D) Z-term eigenvalues
+        self.register_buffer("z", self.measure.term_signs.to(real),
+                             persistent=False)  # (M, D) Z-term eigenvalues
         self.register_buffer("paulis", pauli_matrices(n, self.cdtype), persistent=False)
         self.register_buffer("r0", plus_state(n, real), persistent=False)  # |+>^n
 

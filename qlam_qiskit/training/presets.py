@@ -41,7 +41,8 @@ def preset(task: str, downsample: int = 1, kind: str = "qlam") -> dict:
     p = PRESETS[task]
     t, _ = TASK_INFO[task].shape(downsample)
     scale = REFERENCE_LEN / t
-    model = {**(p.get("model", {}) if kind == "qlam" else {}), "dt_min": round(ModelConfig.dt_min * scale, 8),
+    memory = p.get("model", {}) if kind == "qlam" else {}
+    model = {**memory, "dt_min": round(ModelConfig.dt_min * scale, 8),
              "dt_max": round(ModelConfig.dt_max * scale, 8)}
     if model.get("memory") == "damped":  # damping per token scales as the steps do
         model.update(rate_min=round(ModelConfig.rate_min * scale, 8),

@@ -37,6 +37,8 @@ class ReadoutEngine:
         signs = 1 - 2 * ((idx[:, None] >> np.arange(n)[None, :]) & 1)  # (D, n): ±1 per Z_q
         zmat = np.stack([signs[:, list(t)].prod(axis=1) for t in template.terms], axis=1)
         self._z = torch.as_tensor(zmat, dtype=torch.float64)  # (D, M)
+        self.term_signs = self._z.T.contiguous()
+        """(M, D) float64: eigenvalue ±1 of each Z term on each basis state."""
         self.product = all(len(q.segments) == 1 and all(len(g.qubits) == 1
                                                         for g in q.segments[0].gates)
                            for q in self.queries)
