@@ -118,10 +118,15 @@ class DampedQLAMLayer(nn.Module):
         return observable_vectors(u[:, :, None].conj().transpose(-1, -2) @ zu, self.paulis)
 
     def phases(self, x: Tensor) -> Tensor:
-        """Tokens x (..., d_in) -> each qubit's RZ angle δ (..., H, n) (the input block's phases)."""
+        """Tokens x (..., d_in) -> each qubit's RZ angle δ (..., H, n) (the input block's phases):
+        δ = (Δ_h (W x + b)) P + c is affine in x, so it runs as one linear map of x."""
         p, c = self.product.relative_phases(self.mixing())  # (m, n), (H, n)
-        theta = self.input_angles(x)  # (..., H, m)
-        return theta @ p.to(theta.dtype) + c.to(theta.dtype)
+        dt = self.steps()[:, None, None]  # (H, 1, 1)
+        w = self.proj.weight.unflatten(0, (self.heads, -1))  # (H, m, d_in)
+        w_eff = torch.einsum("hmd,mq->hqd", w * dt, p.to(w.dtype))  # (H, n, d_in)
+        b_eff = (self.proj.bias.view(self.heads, 1, -1) * dt[..., 0:1]).squeeze(1) @ p.to(w.dtype)
+        out = nn.functional.linear(x, w_eff.flatten(0, 1), (b_eff + c.to(w.dtype)).flatten())
+        return out.unflatten(-1, (self.heads, -1))  # (..., H, n)
 
     def read(self, r: Tensor) -> Tensor:
         """States (..., H, N) -> readouts (..., H·K·M) in QLAMLayer's feature order (reference
@@ -144,8 +149,13 @@ class DampedQLAMLayer(nn.Module):
         delta = self.phases(x.transpose(0, 1)).to(real)  # (T, B, H, n), time-major
         r = rz_transfer_scan(self.r0, delta, self.transfer())  # (T, B, H, N)
         w, bias = self.readout_map()
-        out = torch.addmm(bias.to(real), r.view(t * b, -1), w)  # (T·B, d_out): one GEMM
-        out = out.view(t, b, -1).transpose(0, 1).to(self.out.weight.dtype)  # (B, T, d_out)
+        lanes = r.permute(2, 3, 0, 1)  # (H, N, T, B): the numba kernel's own layout
+        if lanes.is_contiguous():  # one GEMM on the kernel's array, no transpose copy
+            out = torch.addmm(bias.to(real)[:, None], w.T, lanes.reshape(-1, t * b))  # (d_out, T·B)
+            out = out.view(-1, t, b).permute(2, 1, 0)  # (B, T, d_out)
+        else:  # the reference's (T, B, H, N): one GEMM over the T·B rows
+            out = torch.addmm(bias.to(real), r.reshape(t * b, -1), w).view(t, b, -1).transpose(0, 1)
+        out = out.to(self.out.weight.dtype)
         return out if self.gate is None else out * torch.sigmoid(self.gate(x))
 
     def default_state(self, batch: int, device=None) -> Tensor:

@@ -22,6 +22,7 @@ from qlam_qiskit.circuits.damped import damping_angles
 from qlam_qiskit.cli.main import main
 from qlam_qiskit.errors import EngineError
 from qlam_qiskit.models import ModelConfig, QLAMClassifier
+from qlam_qiskit.models import damped as damped_module
 from qlam_qiskit.models.damped import DampedQLAMLayer
 
 ATOL = 1e-12  # complex128 / float64 throughout these checks
@@ -52,22 +53,61 @@ def test_transfer_matrices_match_qiskit(n):
     assert torch.allclose(plus_state(n), pauli_vector(DensityMatrix.from_label("+" * n), n), atol=ATOL)
 
 
-@pytest.mark.parametrize("n", [1, 2, 3])
-def test_kernel_matches_reference_forward_and_backward(n):
+def _scan_case(n: int, t: int, b: int, h: int, dtype: torch.dtype):
+    g = torch.Generator().manual_seed(n * 100 + b)
+    theta = torch.randn(t, b, h, n, dtype=dtype, generator=g, requires_grad=True)
+    s = (0.3 * torch.randn(h, 4**n, 4**n, dtype=dtype, generator=g)).requires_grad_()
+    w = torch.randn(t, b, h, 4**n, dtype=dtype, generator=g)
+    return plus_state(n, dtype), theta, s, w
+
+
+def _scan_and_grads(fn, r0, theta, s, w):
+    out = fn(r0, theta, s)
+    return (out.detach().clone(), *torch.autograd.grad((out * w).sum(), (theta, s)))
+
+
+@pytest.mark.parametrize("n, b", [(1, 5), (2, 33), (2, 1), (3, 5)])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+def test_kernel_matches_reference_forward_and_backward(n, b, dtype):
+    """Values, g_θ and g_S of the numba scan against plain autograd, at ragged batch sizes."""
     if not transfer.available():
         pytest.skip("numba is not importable: rz_transfer_scan is the reference here")
-    g = torch.Generator().manual_seed(n)
-    t, b, h, nn = 9, 5, 3, 4**n
-    theta = torch.randn(t, b, h, n, dtype=torch.float64, generator=g, requires_grad=True)
-    s = (0.3 * torch.randn(h, nn, nn, dtype=torch.float64, generator=g)).requires_grad_()
-    r0 = plus_state(n)
-    ref, fast = rz_transfer_scan_ref(r0, theta, s), rz_transfer_scan(r0, theta, s)
-    assert torch.allclose(fast, ref, atol=ATOL)
-    w = torch.randn(ref.shape, dtype=torch.float64, generator=g)
-    g_ref = torch.autograd.grad((ref * w).sum(), (theta, s))
-    g_fast = torch.autograd.grad((fast * w).sum(), (theta, s))
-    for a, c in zip(g_fast, g_ref):
-        assert torch.allclose(a, c, atol=1e-10)
+    case = _scan_case(n, 9, b, 3, dtype)
+    want = _scan_and_grads(rz_transfer_scan_ref, *case)
+    got = _scan_and_grads(rz_transfer_scan, *case)
+    tol = 1e-10 if dtype == torch.float64 else 1e-5
+    for name, a, c in zip(("states", "g_theta", "g_s"), got, want):
+        assert a.shape == c.shape and a.dtype == c.dtype, name
+        rel = ((a - c).abs().max() / c.abs().max()).item()
+        assert rel < tol, f"{name}: {rel:.1e}"
+
+
+def test_kernel_bit_identical_across_calls_and_thread_counts():
+    if not transfer.available():
+        pytest.skip("numba is not importable: rz_transfer_scan is the reference here")
+    case = _scan_case(2, 40, 7, 5, torch.float32)
+    threads = torch.get_num_threads()
+    try:
+        runs = []
+        for k in (1, 2, 1):
+            torch.set_num_threads(k)
+            runs.append(_scan_and_grads(rz_transfer_scan, *case))
+    finally:
+        torch.set_num_threads(threads)
+    for run in runs[1:]:
+        for a, c in zip(runs[0], run):
+            assert torch.equal(a, c)
+
+
+def test_kernel_states_are_one_matrix_for_the_readout():
+    """The kernel's (T, B, H, N) output is a view of (H, N, T, B): the damped layer's readout
+    GEMM reads it as (H·N, T·B) with no copy (and the reference path still works)."""
+    if not transfer.available():
+        pytest.skip("numba is not importable: rz_transfer_scan is the reference here")
+    r0, theta, s, _ = _scan_case(2, 6, 4, 3, torch.float64)
+    out = rz_transfer_scan(r0, theta, s)
+    assert out.shape == (6, 4, 3, 16) and out.permute(2, 3, 0, 1).is_contiguous()
+    assert rz_transfer_scan_ref(r0, theta, s).is_contiguous()
 
 
 def layer(n: int = 2, heads: int = 2, gate: bool = False) -> DampedQLAMLayer:
@@ -136,6 +176,29 @@ def test_step_streams_the_same_outputs_as_forward(gate):
         out, state = lay.step(x[:, t], state)
         outs.append(out)
     assert torch.allclose(torch.stack(outs, 1), full, atol=ATOL)
+
+
+@pytest.mark.parametrize("gate", [False, True], ids=["ungated", "gated"])
+def test_layer_kernel_and_reference_paths_agree(gate, monkeypatch):
+    """forward() on the kernel's layout (readout GEMM on (H·N, T·B)) against forward() on the
+    reference's (T, B, H, N): outputs and every parameter's gradient."""
+    if not transfer.available():
+        pytest.skip("numba is not importable: both paths are the reference here")
+    lay = layer(2, heads=3, gate=gate)
+    x = torch.randn(5, 7, 3, dtype=torch.float64)
+
+    def run():
+        lay.zero_grad()
+        out = lay(x)
+        (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum().backward()
+        return out.detach(), {k: p.grad.clone() for k, p in lay.named_parameters()}
+
+    fast, g_fast = run()
+    monkeypatch.setattr(damped_module, "rz_transfer_scan", rz_transfer_scan_ref)
+    ref, g_ref = run()
+    assert torch.allclose(fast, ref, atol=ATOL)
+    for k in g_ref:
+        assert torch.allclose(g_fast[k], g_ref[k], atol=1e-10), k
 
 
 def test_classifier_trains_its_damping_and_refuses_bad_cells():

@@ -10,10 +10,11 @@ token's update is
 with Rz(δ_t) the input block (RZ(δ_q) on every qubit: the X/Y components of qubit q rotate by δ_q),
 R(M) the mixing unitary's PTM and A(γ) amplitude damping of every qubit. Because only the rotation
 depends on the token, the scan is one small real mat-vec per token: ``rz_transfer_scan`` runs it as
-a numba kernel (the token loop inside, one task per memory and sample, states kept for backward);
-``rz_transfer_scan_ref`` is the same recurrence in plain autograd, tested against it. Layouts are
-time-major, memories minor, (T, B, H, ·): a readout over all memories is then one GEMM over the
-T·B rows, with no transpose of the states.
+a numba kernel (the token loop inside, one task per memory over the whole batch, each token one
+BLAS call (N, N) @ (N, B); the backward recomputes the rotated inputs from the states);
+``rz_transfer_scan_ref`` is the same recurrence in plain autograd, tested against it. Both return
+(T, B, H, N); the kernel's array is (H, N, T, B) underneath, so a readout over all memories is
+one GEMM on the (H·N, T·B) matrix, with no transpose of the states.
 """
 
 from __future__ import annotations
@@ -110,122 +111,131 @@ def rz_transfer_scan_ref(r0: Tensor, theta: Tensor, s: Tensor) -> Tensor:
     return torch.stack(out)
 
 
-LANES = 16
-"""Samples one kernel task runs side by side: every inner loop runs over them (SIMD); a ragged
-batch pads the last task with lanes of zero angles whose results are dropped."""
-
 if njit is not None:
     @njit(cache=True, inline="always")
-    def _angles(theta, t, b0, nl, h, c, sn):  # pragma: no cover - compiled
-        for q in range(c.shape[0]):
-            for lane in range(LANES):
-                th = theta[t, b0 + lane, h, q] if lane < nl else 0.0
-                c[q, lane], sn[q, lane] = np.cos(th), np.sin(th)
+    def _copy_rows(src, dst):  # pragma: no cover - compiled
+        for j in range(src.shape[0]):
+            dj, sj = dst[j], src[j]
+            for b in range(src.shape[1]):
+                dj[b] = sj[b]
 
     @njit(cache=True, inline="always")
-    def _rot(r, c, s, pairs, sign):  # pragma: no cover - compiled
+    def _rotate_rows(dst, c, s, pairs, sign):  # pragma: no cover - compiled
+        """dst = Rz(sign·δ) dst in place on every lane: dst (N, B), cos/sin c, s (n, B)."""
         for q in range(pairs.shape[0]):
+            cq, sq = c[q], s[q]
             for k in range(pairs.shape[1]):
-                ix, iy = pairs[q, k, 0], pairs[q, k, 1]
-                for lane in range(LANES):
-                    x, y = r[ix, lane], r[iy, lane]
-                    r[ix, lane] = c[q, lane] * x - sign * s[q, lane] * y
-                    r[iy, lane] = sign * s[q, lane] * x + c[q, lane] * y
+                rx, ry = dst[pairs[q, k, 0]], dst[pairs[q, k, 1]]
+                for b in range(dst.shape[1]):
+                    x, y = rx[b], ry[b]
+                    rx[b] = cq[b] * x - sign * sq[b] * y
+                    ry[b] = sign * sq[b] * x + cq[b] * y
 
-    @njit(cache=True, inline="always")
-    def _matvec(m, h, x, y, transpose):  # pragma: no cover - compiled
-        """y = M[h] x (or M[h]ᵀ x) on every lane: x, y (N, LANES)."""
-        nn = x.shape[0]
-        y[:] = 0.0
-        for i in range(nn):
+    @njit(cache=True)
+    def _scan_memory(h, r0, cos, sin, s, pairs, out):  # pragma: no cover - compiled
+        """Memory h over the whole batch: r_t = S_h Rz(δ_t) r_{t-1}, (N, B) per token, one BLAS
+        call; out[h, :, t] = r_t."""
+        nn, b_ = r0.shape[0], cos.shape[3]
+        a = np.empty((nn, b_), r0.dtype)
+        r = np.empty((nn, b_), r0.dtype)
+        for j in range(nn):
+            for b in range(b_):
+                r[j, b] = r0[j]
+        for t in range(cos.shape[0]):
+            _copy_rows(r, a)
+            _rotate_rows(a, cos[t, h], sin[t, h], pairs, 1.0)
+            np.dot(s[h], a, r)  # (N, N) @ (N, B)
             for j in range(nn):
-                w = m[h, j, i] if transpose else m[h, i, j]
-                for lane in range(LANES):
-                    y[i, lane] += w * x[j, lane]
+                oj, rj = out[h, j, t], r[j]
+                for b in range(b_):
+                    oj[b] = rj[b]
 
     @njit(parallel=True, cache=True)
-    def _forward(r0, theta, s, pairs, out):  # pragma: no cover - compiled
-        t_, b_, h_, n = theta.shape
-        nn, chunks = r0.shape[0], (b_ + LANES - 1) // LANES
-        for task in prange(h_ * chunks):
-            h, b0 = task // chunks, (task % chunks) * LANES
-            nl = min(LANES, b_ - b0)
-            r, nxt = np.empty((nn, LANES), r0.dtype), np.empty((nn, LANES), r0.dtype)
-            for j in range(nn):
-                r[j, :] = r0[j]
-            c, sn = np.empty((n, LANES), r0.dtype), np.empty((n, LANES), r0.dtype)
-            for t in range(t_):
-                _angles(theta, t, b0, nl, h, c, sn)
-                _rot(r, c, sn, pairs, 1.0)
-                _matvec(s, h, r, nxt, False)
-                for lane in range(nl):
-                    for i in range(nn):
-                        out[t, b0 + lane, h, i] = nxt[i, lane]
-                r, nxt = nxt, r
+    def _forward(r0, cos, sin, s, pairs, out):  # pragma: no cover - compiled
+        for h in prange(cos.shape[1]):  # one task per memory (a prange body compiles worse)
+            _scan_memory(h, r0, cos, sin, s, pairs, out)
 
-    @njit(parallel=True, cache=True)
-    def _backward(r0, theta, s, pairs, states, g_out, g_theta, g_s):  # pragma: no cover
-        t_, b_, h_, n = theta.shape
-        nn, chunks = r0.shape[0], (b_ + LANES - 1) // LANES
-        for task in prange(h_ * chunks):
-            h, b0 = task // chunks, (task % chunks) * LANES
-            nl = min(LANES, b_ - b0)
-            g, ga = np.zeros((nn, LANES), r0.dtype), np.empty((nn, LANES), r0.dtype)
-            a = np.zeros((nn, LANES), r0.dtype)
-            c, sn = np.empty((n, LANES), r0.dtype), np.empty((n, LANES), r0.dtype)
-            acc = np.zeros((nn, nn, LANES), r0.dtype)  # per-lane sums of g_t a_tᵀ
-            for t in range(t_ - 1, -1, -1):
-                for lane in range(nl):
-                    for j in range(nn):
-                        a[j, lane] = states[t - 1, b0 + lane, h, j] if t > 0 else r0[j]
-                        g[j, lane] += g_out[t, b0 + lane, h, j]  # total gradient at r_t
-                _angles(theta, t, b0, nl, h, c, sn)
-                _rot(a, c, sn, pairs, 1.0)  # a_t = Rz(δ_t) r_{t-1}
-                for i in range(nn):
-                    for j in range(nn):
-                        for lane in range(LANES):
-                            acc[i, j, lane] += g[i, lane] * a[j, lane]
-                _matvec(s, h, g, ga, True)  # gradient at a_t
-                for q in range(n):  # d a / d δ_q = J_q a, J_q (x, y) = (-y, x)
-                    for lane in range(nl):
-                        v = 0.0
-                        for k in range(pairs.shape[1]):
-                            ix, iy = pairs[q, k, 0], pairs[q, k, 1]
-                            v += ga[iy, lane] * a[ix, lane] - ga[ix, lane] * a[iy, lane]
-                        g_theta[t, b0 + lane, h, q] = v
-                _rot(ga, c, sn, pairs, -1.0)  # Rz(δ)ᵀ = Rz(-δ)
-                g, ga = ga, g
-            out = g_s[h, task % chunks]
+    @njit(cache=True)
+    def _scan_memory_back(h, r0, cos, sin, st, pairs, states, g_out, g_theta,
+                          g_s):  # pragma: no cover - compiled
+        """Memory h backwards: the gradient g_t at every state, from it g_θ and g_S = Σ_t g_t a_tᵀ
+        with a_t = Rz(δ_t) r_{t-1} (recomputed from the states), two BLAS calls per token."""
+        nn, b_ = r0.shape[0], cos.shape[3]
+        g = np.zeros((nn, b_), r0.dtype)
+        ga = np.empty((nn, b_), r0.dtype)
+        a = np.empty((nn, b_), r0.dtype)
+        outer = np.empty((nn, nn), r0.dtype)
+        acc = g_s[h]
+        acc[:] = 0.0
+        for t in range(cos.shape[0] - 1, -1, -1):
+            for i in range(nn):
+                gi, oi = g[i], g_out[h, i, t]
+                for b in range(b_):
+                    gi[b] += oi[b]  # total gradient at r_t
+            if t > 0:
+                for j in range(nn):
+                    aj, sj = a[j], states[h, j, t - 1]
+                    for b in range(b_):
+                        aj[b] = sj[b]
+            else:
+                for j in range(nn):
+                    for b in range(b_):
+                        a[j, b] = r0[j]
+            _rotate_rows(a, cos[t, h], sin[t, h], pairs, 1.0)
+            np.dot(g, a.T, outer)  # Σ_b g_t a_tᵀ: BLAS
             for i in range(nn):
                 for j in range(nn):
-                    v = 0.0
-                    for lane in range(LANES):
-                        v += acc[i, j, lane]
-                    out[i, j] = v
+                    acc[i, j] += outer[i, j]
+            np.dot(st[h], g, ga)  # gradient at a_t: Sᵀ g_t
+            for q in range(pairs.shape[0]):  # d a / d δ_q = J_q a, J_q (x, y) = (-y, x)
+                gq = g_theta[t, h, q]
+                for b in range(b_):
+                    gq[b] = 0.0
+                for k in range(pairs.shape[1]):
+                    ix, iy = pairs[q, k, 0], pairs[q, k, 1]
+                    vx, vy, ax, ay = ga[ix], ga[iy], a[ix], a[iy]
+                    for b in range(b_):
+                        gq[b] += vy[b] * ax[b] - vx[b] * ay[b]
+            _rotate_rows(ga, cos[t, h], sin[t, h], pairs, -1.0)  # Rz(δ)ᵀ = Rz(-δ)
+            g, ga = ga, g
+
+    @njit(parallel=True, cache=True)
+    def _backward(r0, cos, sin, st, pairs, states, g_out, g_theta,
+                  g_s):  # pragma: no cover - compiled
+        for h in prange(cos.shape[1]):
+            _scan_memory_back(h, r0, cos, sin, st, pairs, states, g_out, g_theta, g_s)
 
 
 class _RzTransferScan(torch.autograd.Function):
+    """The kernel runs lanes-last: every inner loop runs over the batch, and each token's update
+    is one BLAS call (N, N) @ (N, B) per memory. It keeps the states as (H, N, T, B), returned
+    seen as (T, B, H, N): ``.permute(2, 3, 0, 1)`` gives the (H·N, T·B) matrix back without a
+    copy, so a readout over all memories is one GEMM, as is its backward."""
+
     @staticmethod
     def forward(ctx, r0: Tensor, theta: Tensor, s: Tensor) -> Tensor:
         match_threads()
-        r0n, th = r0.to(s.dtype).contiguous().numpy(), theta.to(s.dtype).contiguous()
-        sn, pairs = s.detach().contiguous(), rotation_pairs(theta.shape[-1])
-        out = torch.empty(*theta.shape[:3], r0.shape[0], dtype=s.dtype)  # (T, B, H, N)
-        _forward(r0n, th.detach().numpy(), sn.numpy(), pairs, out.numpy())
-        ctx.save_for_backward(r0, th, sn, out)
-        return out
+        dtype = s.dtype
+        th = theta.detach().to(dtype).permute(0, 2, 3, 1).contiguous()  # (T, H, n, B)
+        cos, sin = torch.cos(th), torch.sin(th)
+        sd, pairs = s.detach().contiguous(), rotation_pairs(theta.shape[-1])
+        r0d = r0.detach().to(dtype).contiguous()
+        t, b, h, _ = theta.shape
+        out = torch.empty(h, r0.shape[0], t, b, dtype=dtype)  # (H, N, T, B)
+        _forward(r0d.numpy(), cos.numpy(), sin.numpy(), sd.numpy(), pairs, out.numpy())
+        ctx.save_for_backward(r0d, cos, sin, sd, out)
+        return out.permute(2, 3, 0, 1)  # (T, B, H, N), a view
 
     @staticmethod
     def backward(ctx, g_out: Tensor):
-        r0, th, s, states = ctx.saved_tensors
-        t, b, h, n = th.shape
-        g_theta = torch.empty_like(th)
-        chunks = (b + LANES - 1) // LANES
-        g_s = torch.zeros(h, chunks, *s.shape[1:], dtype=s.dtype)  # per task, summed in order
-        _backward(r0.to(s.dtype).contiguous().numpy(), th.detach().numpy(), s.numpy(),
-                  rotation_pairs(n), states.numpy(), g_out.contiguous().numpy(),
-                  g_theta.numpy(), g_s.numpy())
-        return None, g_theta, g_s.sum(1)
+        r0, cos, sin, s, states = ctx.saved_tensors
+        t, h, n, b = cos.shape
+        go = g_out.to(s.dtype).permute(2, 3, 0, 1).contiguous()  # (H, N, T, B)
+        g_theta = torch.empty(t, h, n, b, dtype=s.dtype)
+        g_s = torch.empty_like(s)
+        _backward(r0.numpy(), cos.numpy(), sin.numpy(), s.transpose(1, 2).contiguous().numpy(),
+                  rotation_pairs(n), states.numpy(), go.numpy(), g_theta.numpy(), g_s.numpy())
+        return None, g_theta.permute(0, 3, 1, 2), g_s  # (T, B, H, n), (H, N, N)
 
 
 def available() -> bool:
