@@ -172,8 +172,8 @@ if njit is not None:
                 gi, oi = g[i], g_out[h, i, t]
                 for b in range(b_):
                     gi[b] += oi[b]  # total gradient at r_t
-            if t > 0:
-                for j in range(nn):
+            if t > 0:  # row by row: states[h, :, t - 1] is a strided view, which numba
+                for j in range(nn):  # does not vectorise (several times slower here)
                     aj, sj = a[j], states[h, j, t - 1]
                     for b in range(b_):
                         aj[b] = sj[b]
