@@ -107,8 +107,9 @@ class Backend:
                                "(Aer / local testing mode) ignores it; drop it")
 
     def estimator(self, runtime: RuntimeOptions = RuntimeOptions(), *, noise_model: Any = None,
-                  mode: Any = None) -> Any:
-        """A BaseEstimatorV2 for circuits transpiled by ``transpile``."""
+                  mode: Any = None, dynamic: bool = False) -> Any:
+        """A BaseEstimatorV2 for circuits transpiled by ``transpile``; ``dynamic``
+        (``Compiled.dynamic``: mid-circuit resets) asks for one that runs them exactly."""
         raise BackendError(f"backend {self.name!r} has no Estimator primitive")
 
     def evaluate(self, circuit: QuantumCircuit, observables: Sequence[SparsePauliOp],
@@ -116,7 +117,7 @@ class Backend:
                  transpile: TranspileOptions = TranspileOptions()) -> np.ndarray:
         """⟨O_k⟩ of ``circuit`` bound to each row of ``values`` (B, P): transpile, estimate -> (B, K)."""
         compiled = self.transpile(circuit, transpile)
-        est = self.estimator(runtime, noise_model=compiled.noise_model)
+        est = self.estimator(runtime, noise_model=compiled.noise_model, dynamic=compiled.dynamic)
         return expectation_values(est, compiled.circuit, compiled.map_observables(observables),
                                   values)
 
@@ -144,11 +145,15 @@ class ExactBackend(Backend):
         return Compiled(circuit, tuple(range(n)), tuple(range(n)))
 
     def estimator(self, runtime: RuntimeOptions = RuntimeOptions(), *, noise_model: Any = None,
-                  mode: Any = None) -> Any:
-        """Qiskit's exact reference Estimator (the torch engine is what trains)."""
+                  mode: Any = None, dynamic: bool = False) -> Any:
+        """Qiskit's exact reference Estimator (the torch engine is what trains). It would draw
+        one random outcome per mid-circuit reset, so dynamic circuits are refused."""
         from qiskit.primitives import StatevectorEstimator
 
         self.check_options(runtime)
+        if dynamic:
+            raise BackendError(f"{self.name}'s StatevectorEstimator cannot run mid-circuit "
+                               "resets (damped memories) exactly: use --backend aer")
         return StatevectorEstimator(default_precision=runtime.effective_precision,
                                     seed=runtime.seed)
 
@@ -174,11 +179,11 @@ class AerBackend(Backend):
         return AerSimulator(method="statevector", device=self.device, seed_simulator=self.seed)
 
     def estimator(self, runtime: RuntimeOptions = RuntimeOptions(), *, noise_model: Any = None,
-                  mode: Any = None) -> Any:
+                  mode: Any = None, dynamic: bool = False) -> Any:
         from .primitives.estimator import aer_estimator
 
         self.check_options(runtime)
-        return aer_estimator(runtime, device=self.device)
+        return aer_estimator(runtime, device=self.device, dynamic=dynamic)
 
 
 class AerGpuBackend(AerBackend):
@@ -253,11 +258,11 @@ class FakeBackend(Backend):
                            calibration=self.calibration, simulate_noise=True, cache=cache)
 
     def estimator(self, runtime: RuntimeOptions = RuntimeOptions(), *, noise_model: Any = None,
-                  mode: Any = None) -> Any:
+                  mode: Any = None, dynamic: bool = False) -> Any:
         from .primitives.estimator import aer_estimator
 
         self.check_options(runtime)
-        return aer_estimator(runtime, noise_model=noise_model)
+        return aer_estimator(runtime, noise_model=noise_model, dynamic=dynamic)
 
 
 class IBMBackend(Backend):
@@ -322,10 +327,10 @@ class IBMBackend(Backend):
         """Every option applies on a device."""
 
     def estimator(self, runtime: RuntimeOptions = RuntimeOptions(), *, noise_model: Any = None,
-                  mode: Any = None) -> Any:
+                  mode: Any = None, dynamic: bool = False) -> Any:
         from .primitives.estimator import runtime_estimator
 
-        return runtime_estimator(mode or self.qiskit, runtime)
+        return runtime_estimator(mode or self.qiskit, runtime)  # devices run resets natively
 
     def mode(self, kind: str) -> Any:
         from qiskit_ibm_runtime import Batch, Session

@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
-from qiskit.circuit import ParameterVector, QuantumCircuit
+from qiskit.circuit import Parameter, ParameterVector, QuantumCircuit
 
 from .cell import CellTemplate, init_circuit
 
 
 @dataclass(frozen=True)
 class SequenceTemplate:
-    """Init block, then T copies of the cell; inputs are per-token angles, weights are shared."""
+    """Init block, then T copies of the cell (or of the damped cell, on 2n qubits); inputs are
+    per-token angles, weights are shared."""
 
     circuit: QuantumCircuit
     inputs: ParameterVector
     """T·m input angles, token-major: inputs[t·m + j] is angle j of token t."""
-    weights: ParameterVector
-    """The cell's weights, shared by every token."""
+    weights: Sequence[Parameter]
+    """The weights shared by every token: the cell's (then a damped memory's damping angles)."""
     steps: int
     cell: CellTemplate
 

@@ -19,7 +19,7 @@ from ..circuits.sequence import sequence_parameter_values
 from ..data import DataSpec
 from ..errors import CheckpointError, QLAMError
 from ..models import QLAMClassifier
-from ..models.primitive import PrimitiveQLAM, hardware_problem, sequence_template
+from ..models.primitive import PrimitiveQLAM, hardware_problem, on_circuit, sequence_template
 from ..training.plan import stored_cell, stored_configs
 
 
@@ -52,9 +52,11 @@ def query_readouts(prim: PrimitiveQLAM, theta: torch.Tensor, estimator: Any, com
                    template: Any, ledger: Any = None) -> np.ndarray:
     """The K learned bases measured directly: θ (B, T, m) -> readouts (B, K·M), one PUB."""
     layer = prim.blocks[0].mixer
-    obs = query_observables(layer.readout_template, layer.basis[0].detach().double().numpy())
+    obs = on_circuit(query_observables(layer.readout_template,
+                                       layer.basis[0].detach().double().numpy()),
+                     template.circuit.num_qubits)
     values = sequence_parameter_values(template, theta.detach().double().numpy(),
-                                       layer.mixing()[0].detach().double().numpy())  # (B, P)
+                                       prim.circuit_weights().detach().double().numpy())  # (B, P)
     return expectation_values(estimator, compiled.circuit, compiled.map_observables(obs), values,
                               ledger=ledger)
 
@@ -72,7 +74,8 @@ def evaluate_on(state: dict, backend: str, *, limit: int | None = None, batch_si
     tpl = sequence_template(prim, x.shape[1])
     compiled = target.transpile(tpl.circuit, transpile)
     mode = target.mode("batch")
-    estimator = target.estimator(runtime, noise_model=compiled.noise_model, mode=mode)
+    estimator = target.estimator(runtime, noise_model=compiled.noise_model, mode=mode,
+                                 dynamic=compiled.dynamic)
     ledger = target.ledger(out) if out is not None else None
     t0 = time.perf_counter()
     got, ref = [], []

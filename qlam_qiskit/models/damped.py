@@ -83,6 +83,10 @@ class DampedQLAMLayer(nn.Module):
         self.register_buffer("paulis", pauli_matrices(n, self.cdtype), persistent=False)
         self.register_buffer("r0", plus_state(n, real), persistent=False)  # |+>^n
 
+    def gated(self, out: Tensor, x: Tensor) -> Tensor:
+        """The readout map out (..., d_out) times the gate of its tokens x (..., d_in), if any."""
+        return out if self.gate is None else out * torch.sigmoid(self.gate(x))
+
     def steps(self) -> Tensor:
         """Each memory's step Δ_h (H,)."""
         return torch.exp(self.log_dt)
@@ -155,8 +159,7 @@ class DampedQLAMLayer(nn.Module):
             out = out.view(-1, t, b).permute(2, 1, 0)  # (B, T, d_out)
         else:  # the reference's (T, B, H, N): one GEMM over the T·B rows
             out = torch.addmm(bias.to(real), r.reshape(t * b, -1), w).view(t, b, -1).transpose(0, 1)
-        out = out.to(self.out.weight.dtype)
-        return out if self.gate is None else out * torch.sigmoid(self.gate(x))
+        return self.gated(out.to(self.out.weight.dtype), x)
 
     def default_state(self, batch: int, device=None) -> Tensor:
         """The memories before the first token, |+>^n per head: Pauli vectors (B, H, 4^n)."""
@@ -168,4 +171,4 @@ class DampedQLAMLayer(nn.Module):
         delta = self.phases(x_t[None])  # (1, B, H, n)
         state = rz_transfer_scan_ref(state, delta.to(state.dtype), self.transfer())[0]
         out = self.out(self.read(state).to(self.out.weight.dtype))  # (B, d_out)
-        return (out if self.gate is None else out * torch.sigmoid(self.gate(x_t))), state
+        return self.gated(out, x_t), state

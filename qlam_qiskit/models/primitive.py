@@ -10,6 +10,12 @@ ways) with the quantum part swapped for a QNN on a backend:
     y (B, K·M) = readout(e, basis angles)            classical, exact
     logits     = head(norm(h_T + MLP(...)))          classical
 
+A damped memory (memory="damped") runs the damped cell (``circuits/damped.py``) on 2n qubits: the
+QNN weights are the cell's weight angles then the damping angles φ = 2 asin √γ, bound from
+``mix``, ``log_dt`` and ``log_rate`` through torch, and the Estimator must run mid-circuit resets
+exactly (Aer's density-matrix method, or a device with dynamic circuits). The Pauli set below is
+measured on the n system qubits; the ancillas are not read.
+
 The learned bases U_k only rotate what is measured: U†ZU = n·(X, Y, Z) with
 n = (-sin θ cos λ, sin θ sin λ, cos θ) for U(θ, φ, λ). So ⟨U†Z_qU⟩ = Σ_i n_i⟨σ_i⟩ and
 ⟨U†Z_aU ⊗ U†Z_bU⟩ = Σ_ij n_a,i n_b,j ⟨σ_i σ_j⟩: the QNN measures X, Y, Z of every qubit and the 9
@@ -26,6 +32,8 @@ import torch
 from qiskit.quantum_info import SparsePauliOp
 
 from ..circuits.cell import CellTemplate
+from ..circuits.damped import damping_angles
+from ..circuits.sequence import SequenceTemplate
 from .qlam import ModelConfig, QLAMClassifier
 
 Tensor = torch.Tensor
@@ -36,9 +44,6 @@ def hardware_problem(cfg: ModelConfig, kind: str = "qlam") -> str | None:
     """Why a model is not the hardware-compatible configuration (None when it is)."""
     if kind != "qlam":
         return f"model {kind!r} has no quantum circuit; only QLAM runs on primitives"
-    if cfg.memory != "pure":
-        return (f"memory={cfg.memory}: primitives run pure memories so far (the damped cell's "
-                "mid-circuit resets need a dynamic-circuit Estimator); use the exact engine")
     bad = [f"{name}={getattr(cfg, name)}" for name, want in
            (("layers", 1), ("heads", 1), ("pool", "last")) if getattr(cfg, name) != want]
     if bad:
@@ -48,7 +53,8 @@ def hardware_problem(cfg: ModelConfig, kind: str = "qlam") -> str | None:
 
 
 def pauli_observables(n: int, terms: Sequence[tuple[int, ...]]) -> list[SparsePauliOp]:
-    """X, Y, Z of each single term's qubit and the 9 Pauli pairs of each pair term, in order."""
+    """X, Y, Z of each single term's qubit and the 9 Pauli pairs of each pair term, in order, on
+    ``n`` qubits (a damped circuit's 2n: identity on the ancillas)."""
     out = []
     for t in terms:
         if len(t) == 1:
@@ -93,6 +99,8 @@ class PrimitiveQLAM(QLAMClassifier):
             raise ValueError(problem)
         super().__init__(cfg, cell=cell)
         layer = self.blocks[0].mixer
+        self.damped = cfg.memory == "damped"
+        """The memory is a density matrix: the circuit is the damped cell's, with resets."""
         self.num_qubits = layer.cell_template.num_qubits
         self.terms = layer.readout_template.terms
         self._qnn: list = []  # [BroadcastEstimatorQNN, TorchConnector]: kept out of state_dict
@@ -122,6 +130,7 @@ class PrimitiveQLAM(QLAMClassifier):
         frozen = [self.embed, blk.norm1, layer.proj]
         for p in [q for m in frozen for q in m.parameters()] + [layer.mix] + \
                 ([layer.log_dt] if layer.log_dt is not None else []) + \
+                ([layer.log_rate] if self.damped else []) + \
                 ([self.pos] if self.pos is not None else []):
             p.requires_grad_(False)
         self.cache_features = True
@@ -145,6 +154,13 @@ class PrimitiveQLAM(QLAMClassifier):
                 self._cache[keys[i]] = ev
         return torch.as_tensor(np.stack([self._cache[k] for k in keys]), dtype=torch.float64)
 
+    def circuit_weights(self) -> Tensor:
+        """What the circuit's weight parameters bind (P,): the cell's weight angles Δ w, then, for
+        a damped memory, the damping angles φ (n,), so gradients reach mix, log_dt, log_rate."""
+        layer = self.blocks[0].mixer
+        w = layer.mixing()[0]  # (P_cell,)
+        return torch.cat([w, damping_angles(layer.damping()[0]).to(w.dtype)]) if self.damped else w
+
     def angles(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """x (B, T, d_input) -> residual stream h (B, T, d) and input angles θ (B, T, m)."""
         h = self.embed_tokens(x)  # (B, T, d)
@@ -163,15 +179,30 @@ class PrimitiveQLAM(QLAMClassifier):
         """x (B, T, d_input) -> logits (B, num_classes), the circuit evaluated by the QNN."""
         h, theta = self.angles(x)  # (B, T, d), (B, T, m)
         layer = self.blocks[0].mixer
-        e = self.expectations(theta.flatten(1), layer.mixing()[0])  # (B, E)
+        e = self.expectations(theta.flatten(1), self.circuit_weights())  # (B, E)
         return self.finish(h, pauli_readout(e, layer.basis[0], self.num_qubits, self.terms))
 
 
-def sequence_template(model: PrimitiveQLAM, steps: int) -> Any:
-    """The model's cell unrolled over ``steps`` tokens (after the |+>^n init block)."""
+def sequence_template(model: PrimitiveQLAM, steps: int) -> SequenceTemplate:
+    """The model's cell unrolled over ``steps`` tokens (after the |+>^n init block); a damped
+    memory's is the damped cell on 2n qubits, weights = the cell's then the damping angles."""
+    from ..circuits.damped import damped_sequence
     from ..circuits.sequence import qlam_sequence
 
-    return qlam_sequence(model.blocks[0].mixer.cell_template, steps)
+    layer = model.blocks[0].mixer
+    if not model.damped:
+        return qlam_sequence(layer.cell_template, steps)
+    # CRY has a four-term shift rule: its definition (two RY(±φ/2), two CX) has the two-term one
+    qc = damped_sequence(layer.template, steps).decompose(gates_to_decompose=["cry"])
+    inputs = next(p.vector for p in qc.parameters if p.name.startswith("x["))  # its x[t·m + j]
+    return SequenceTemplate(qc, inputs, (*layer.template.cell.weights, *layer.template.damping),
+                            steps, layer.cell_template)
+
+
+def on_circuit(observables: Sequence[SparsePauliOp], width: int) -> list[SparsePauliOp]:
+    """Memory observables (on its n qubits) on a ``width``-qubit sequence circuit: identity on
+    a damped circuit's ancillas n..2n-1."""
+    return [op.apply_layout(list(range(op.num_qubits)), num_qubits=width) for op in observables]
 
 
 def attach_backend(model: PrimitiveQLAM, backend: Any, steps: int, *, transpile: Any = None,
@@ -180,7 +211,7 @@ def attach_backend(model: PrimitiveQLAM, backend: Any, steps: int, *, transpile:
                    cache: bool = True) -> tuple[Any, Any]:
     """Transpile the T-step sequence for ``backend`` (a ``Backend``), build its Estimator and
     QNN, attach it. Returns (qnn, compiled). Observables are mapped with the ISA layout; exact
-    runs use precision 0."""
+    runs use precision 0; a damped memory's resets get an Estimator that runs them exactly."""
     from ..backends.primitives.estimator import RuntimeOptions
     from ..backends.primitives.qnn import GRADIENTS, BroadcastEstimatorQNN
     from ..backends.primitives.transpile import TranspileOptions
@@ -188,12 +219,14 @@ def attach_backend(model: PrimitiveQLAM, backend: Any, steps: int, *, transpile:
     runtime = runtime or RuntimeOptions()
     tpl = sequence_template(model, steps)
     compiled = backend.transpile(tpl.circuit, transpile or TranspileOptions(seed=seed), cache=cache)
-    estimator = backend.estimator(runtime, noise_model=compiled.noise_model, mode=mode)
+    estimator = backend.estimator(runtime, noise_model=compiled.noise_model, mode=mode,
+                                  dynamic=compiled.dynamic)
     by_name = {p.name: p for p in compiled.circuit.parameters}
     grad = GRADIENTS[gradient](seed=seed) if gradient == "spsa" else GRADIENTS[gradient]()
     qnn = BroadcastEstimatorQNN(
         circuit=compiled.circuit, estimator=estimator,
-        observables=compiled.map_observables(pauli_observables(model.num_qubits, model.terms)),
+        observables=compiled.map_observables(pauli_observables(tpl.circuit.num_qubits,
+                                                                model.terms)),
         input_params=[by_name[p.name] for p in tpl.inputs],
         weight_params=[by_name[p.name] for p in tpl.weights], gradient=grad,
         input_gradients=input_gradients, precision=runtime.effective_precision, ledger=ledger)

@@ -37,7 +37,8 @@ def preset(task: str, downsample: int = 1, kind: str = "qlam") -> dict:
     against 73.3% for T = 784's [1e-3, 0.1] (benchmarks/RESULTS.md). The memory options
     (``DAMPED``) are QLAM's on the exact engine only (``kind`` "qlam"): a baseline keeps the
     pure preset's state size (a damped 2-qubit memory holds 16 reals, as a pure 3-qubit one does),
-    and a primitives run (any other ``kind``, e.g. "primitives") keeps pure memories."""
+    and a primitives run (any other ``kind``, e.g. "primitives") gets pure memories unless
+    ``--memory damped`` is given (its rates then stay ModelConfig's, unscaled)."""
     p = PRESETS[task]
     t, _ = TASK_INFO[task].shape(downsample)
     scale = REFERENCE_LEN / t

@@ -93,14 +93,11 @@ def plan_run(*, spec: DataSpec, backend: str, kind: str = "qlam", model: dict | 
 
 
 def _hardware_shape(plan: RunPlan, given: dict) -> None:
-    """Primitives backends train the hardware-compatible QLAM (one memory read at the end); an
-    ``entanglement`` of "coupling" becomes a ring or path of natively coupled device qubits."""
+    """Primitives backends train the hardware-compatible QLAM (one memory, pure or damped, read at
+    the end); an ``entanglement`` of "coupling" becomes a ring or path of natively coupled device
+    qubits."""
     if plan.kind != "qlam":
         raise QLAMError(f"--model {plan.kind} has no circuit; primitives backends run QLAM")
-    if plan.model.memory != "pure":
-        raise QLAMError(f"--memory {plan.model.memory}: primitives backends run pure memories so "
-                        "far (the damped cell's mid-circuit resets need a dynamic-circuit "
-                        "Estimator); train it on the exact engine (--backend statevector, the default)")
     bad = [f"--{k} {given[k]}" for k in ("layers", "heads") if given.get(k) not in (None, 1)]
     if bad or given.get("pool") == "mean":
         raise QLAMError(f"{' '.join(bad) or '--pool mean'}: primitives backends train the "
@@ -108,6 +105,10 @@ def _hardware_shape(plan: RunPlan, given: dict) -> None:
     m = plan.model
     m.layers, m.heads, m.pool = 1, 1, "last"
     if m.entanglement == "coupling":
+        if m.memory == "damped":  # the chain places n qubits; the damped circuit has 2n
+            raise QLAMError("--entanglement coupling lays out the memory's qubits but not a damped "
+                            "memory's reset ancillas: drop it (the transpiler places all 2n "
+                            "qubits) or use --memory pure")
         layout, ring = plan.backend.coupling_chain(m.qubits)
         m.entanglement = "ring" if ring else "linear"
         plan.primitives = replace(plan.primitives, layout=layout,

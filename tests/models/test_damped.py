@@ -215,7 +215,7 @@ def test_classifier_trains_its_damping_and_refuses_bad_cells():
         QLAMClassifier(ModelConfig(memory="mixed"))
 
 
-def test_cli_trains_a_damped_run_and_refuses_primitives(tmp_path: Path):
+def test_cli_trains_a_damped_run_and_keeps_primitives_to_the_hardware_shape(tmp_path: Path):
     tiny = ["--limit-train", "32", "--limit-test", "16", "--batch-size", "16", "--layers", "1",
             "--heads", "2", "--qubits", "2", "--d-model", "8", "--quiet", "--epochs", "1",
             "--memory", "damped"]
@@ -227,8 +227,9 @@ def test_cli_trains_a_damped_run_and_refuses_primitives(tmp_path: Path):
     assert 0 <= json.loads((out / "result.json").read_text())["test_accuracy"] <= 1
     res = CliRunner().invoke(main, ["run", *tiny, "--backend", "aer", "--out",
                                     str(tmp_path / "prim")])
-    assert res.exit_code == 1 and "Traceback" not in res.output
-    assert res.output.strip().startswith("Error: --memory damped: primitives backends")
+    assert res.exit_code == 1 and "Traceback" not in res.output  # damped runs there, 2 heads not
+    assert res.output.strip().startswith("Error: --heads 2: primitives backends train the "
+                                         "hardware-compatible QLAM")
     assert not (tmp_path / "prim").exists()
 
 
@@ -270,11 +271,19 @@ def test_unrolled_damped_circuit_on_aer_density_matrix_estimator_equals_the_engi
     assert np.allclose(evs, want.detach().numpy(), atol=1e-8)
 
 
-def test_primitives_models_refuse_damped_memories_in_one_line():
-    from qlam_qiskit.models.primitive import hardware_problem
+def test_primitives_models_take_hardware_shaped_damped_memories():
+    from qlam_qiskit.models.primitive import PrimitiveQLAM, hardware_problem
     cfg = ModelConfig(layers=1, heads=1, pool="last", qubits=2, memory="damped")
-    assert hardware_problem(cfg).startswith("memory=damped: primitives run pure memories")
+    assert hardware_problem(cfg) is None
+    assert isinstance(PrimitiveQLAM(cfg).blocks[0].mixer, DampedQLAMLayer)
     assert hardware_problem(ModelConfig(layers=1, heads=1, pool="last")) is None
+    msg = hardware_problem(ModelConfig(layers=2, heads=1, pool="last", qubits=2, memory="damped"))
+    assert "layers=2" in msg and "--layers 1 --heads 1 --pool last" in msg
+    msg = hardware_problem(ModelConfig(layers=1, heads=4, pool="mean", qubits=2, memory="damped"))
+    assert "heads=4" in msg and "pool=mean" in msg
+    with pytest.raises(ValueError, match="not hardware-compatible"):
+        PrimitiveQLAM(ModelConfig(layers=2, heads=1, pool="last", qubits=2, memory="damped"))
+    assert "no quantum circuit" in hardware_problem(cfg, "lstm")
 
 
 def test_strong_damping_keeps_finite_gradients():

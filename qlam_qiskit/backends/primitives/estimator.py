@@ -6,7 +6,8 @@ Choice of primitive, deliberately:
   what Runtime's local testing mode runs underneath, but called directly it takes our reduced
   noise model (active qubits only) and exact settings (``default_precision=0``, statevector or
   density-matrix method). Fake devices run as an exact density-matrix simulation of the noise
-  model; shots add Gaussian noise of 1/sqrt(shots) (how Aer's EstimatorV2 models precision).
+  model, and so do circuits with mid-circuit resets (damped memories) on ``aer``/``aer_gpu``;
+  shots add Gaussian noise of 1/sqrt(shots) (how Aer's EstimatorV2 models precision).
 * ``ibm_<device>``: ``qiskit_ibm_runtime.executor_estimator.Estimator``, the executor-based
   Estimator that replaces the deprecated ``EstimatorV2`` from qiskit-ibm-runtime 0.50 on. It is a
   ``BaseEstimatorV2``, so EstimatorQNN takes it unchanged, in a ``Session`` (training) or ``Batch``.
@@ -63,15 +64,18 @@ class RuntimeOptions:
 
 
 def aer_estimator(opts: RuntimeOptions = RuntimeOptions(), *, device: str = "CPU",
-                  noise_model: Any = None) -> BaseEstimatorV2:
-    """Aer's EstimatorV2: exact statevector (on ``device``), or density matrix with a noise model."""
+                  noise_model: Any = None, dynamic: bool = False) -> BaseEstimatorV2:
+    """Aer's EstimatorV2: exact statevector (on ``device``), or density matrix with a noise model
+    or for ``dynamic`` circuits (mid-circuit resets: a statevector would follow one random
+    trajectory of them, the density matrix is their exact channel)."""
     from qiskit_aer.primitives import EstimatorV2 as AerEstimator
 
-    backend_options: dict = {"method": "statevector"}
+    mixed = noise_model is not None or dynamic
+    backend_options: dict = {"method": "density_matrix" if mixed else "statevector"}
     if device != "CPU":
         backend_options["device"] = device
     if noise_model is not None:
-        backend_options = {"method": "density_matrix", "noise_model": noise_model}
+        backend_options["noise_model"] = noise_model
     run_options = {"seed_simulator": opts.seed} if opts.seed is not None else {}
     return AerEstimator(options={"default_precision": opts.effective_precision,
                                  "backend_options": backend_options, "run_options": run_options})

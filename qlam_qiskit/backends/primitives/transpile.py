@@ -58,6 +58,11 @@ class Compiled:
         return [op.apply_layout(list(self.final), num_qubits=n) for op in observables]
 
     @property
+    def dynamic(self) -> bool:
+        """Has mid-circuit resets (damped memories): simulators must run it as a density matrix."""
+        return any(ins.operation.name == "reset" for ins in self.circuit.data)
+
+    @property
     def two_qubit_gates(self) -> int:
         """Two-qubit gates in the ISA circuit (routing SWAPs show up here as 3 CZ each)."""
         return sum(1 for ins in self.circuit.data if ins.operation.num_qubits == 2)
