@@ -38,14 +38,12 @@ def preset(task: str, downsample: int = 1, kind: str = "qlam") -> dict:
     (``DAMPED``) are QLAM's on the exact engine only (``kind`` "qlam"): a baseline keeps the
     pure preset's state size (a damped 2-qubit memory holds 16 reals, as a pure 3-qubit one does),
     and a primitives run (any other ``kind``, e.g. "primitives") gets pure memories unless
-    ``--memory damped`` is given (its rates then stay ModelConfig's, unscaled)."""
+    ``--memory damped`` is given. The damping rates scale as the steps do, whatever the memory,
+    so a damped memory chosen by option gets the task's rates too (a pure one ignores them)."""
     p = PRESETS[task]
     t, _ = TASK_INFO[task].shape(downsample)
     scale = REFERENCE_LEN / t
     memory = p.get("model", {}) if kind == "qlam" else {}
-    model = {**memory, "dt_min": round(ModelConfig.dt_min * scale, 8),
-             "dt_max": round(ModelConfig.dt_max * scale, 8)}
-    if model.get("memory") == "damped":  # damping per token scales as the steps do
-        model.update(rate_min=round(ModelConfig.rate_min * scale, 8),
-                     rate_max=round(ModelConfig.rate_max * scale, 8))
+    model = {**memory, **{k: round(getattr(ModelConfig, k) * scale, 8)  # per token: as 784 / T
+                          for k in ("dt_min", "dt_max", "rate_min", "rate_max")}}
     return {"model": model, "train": dict(p["train"]), "position": p["position"]}

@@ -27,7 +27,18 @@ def test_full_length_smnist_is_the_reference():
                                          "dt_max": ModelConfig.dt_max,
                                          "rate_min": ModelConfig.rate_min,
                                          "rate_max": ModelConfig.rate_max}
-    assert preset("mnist-mini")["model"] == pytest.approx({"dt_min": 4e-3, "dt_max": 0.4})
+    assert preset("mnist-mini")["model"] == pytest.approx({"dt_min": 4e-3, "dt_max": 0.4,
+                                                           "rate_min": 4e-3, "rate_max": 0.4})
+
+
+def test_a_damped_memory_by_option_gets_the_tasks_rates():
+    """A primitives run keeps pure memories by default; ``--memory damped`` on it still gets the
+    damping rates scaled to the task's T (the engine preset's), not ModelConfig's T = 784 ones."""
+    m = preset("scifar10", 1, "primitives")["model"]
+    assert "memory" not in m
+    assert m["rate_min"] * 1024 == pytest.approx(ModelConfig.rate_min * REFERENCE_LEN, rel=1e-5)
+    cfg = ModelConfig(**{**m, "memory": "damped"})
+    assert cfg.rate_max == pytest.approx(ModelConfig.rate_max * REFERENCE_LEN / 1024, rel=1e-5)
 
 
 @pytest.mark.parametrize("task", ["smnist", "psmnist", "sfmnist", "scifar10"])
