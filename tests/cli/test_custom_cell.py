@@ -7,27 +7,17 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from qiskit import QuantumCircuit, qpy
 from qiskit.circuit import ParameterVector
 from qiskit.circuit.library import efficient_su2
 
 from qlam_qiskit.circuits.custom import save_cell, cell_from_circuit
-from qlam_qiskit.cli.main import main
 from qlam_qiskit.io import load_checkpoint
+
+from clirunner import invoke, ok
 
 SMALL = ["--limit-train", "16", "--limit-test", "6", "--batch-size", "8", "--d-model", "4",
          "--patch", "49", "--epochs", "1", "--quiet"]
-
-
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def ok(*args):
-    res = invoke(*args)
-    assert res.exit_code == 0, (res.output, res.exception)
-    return res
 
 
 def su2_cell(n: int = 3) -> QuantumCircuit:

@@ -14,18 +14,10 @@ from qiskit.quantum_info import SparsePauliOp, Statevector
 
 from qlam_qiskit.cli.main import main
 
+from clirunner import invoke, ok
+
 TINY = ["--limit-train", "16", "--limit-test", "12", "--batch-size", "8", "--qubits", "2",
         "--d-model", "4", "--patch", "49", "--epochs", "1", "--quiet"]
-
-
-def invoke(*args, env=None):
-    return CliRunner().invoke(main, [str(a) for a in args], env=env)
-
-
-def ok(*args, env=None):
-    res = invoke(*args, env=env)
-    assert res.exit_code == 0, (res.output, res.exception)
-    return res
 
 
 def one_line_error(res, want: str) -> None:

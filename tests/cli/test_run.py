@@ -9,27 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 
 import qlam_qiskit.training.loop as loop
-from qlam_qiskit.cli.main import main
 from qlam_qiskit.data import DATA_ENV, load_task
 from qlam_qiskit.models import ModelConfig, QLAMClassifier
 from qlam_qiskit.training.loop import evaluate
 
+from clirunner import invoke, ok
+
 TINY = ["--limit-train", "48", "--limit-test", "32", "--batch-size", "16", "--layers", "1",
         "--heads", "2", "--qubits", "3", "--d-model", "8", "--quiet"]
 TIMING = {"seconds", "sample_steps_per_s"}  # wall-clock fields: the only ones allowed to differ
-
-
-def invoke(*args: str):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def ok(*args: str):
-    res = invoke(*args)
-    assert res.exit_code == 0, (res.output, res.exception)
-    return res
 
 
 def load_ckpt(out: Path) -> dict:

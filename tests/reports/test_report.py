@@ -9,13 +9,11 @@ from dataclasses import asdict
 
 import pytest
 import torch
-from click.testing import CliRunner
 from qiskit.circuit import QuantumCircuit
 
 from qlam_qiskit.circuits.cell import CellConfig, qlam_cell
 from qlam_qiskit.backends import generic_backend, resolve_backend
 from qlam_qiskit.backends.primitives.generic import parse_coupling
-from qlam_qiskit.cli.main import main
 from qlam_qiskit.models import ModelConfig
 from qlam_qiskit.reports import (budget, estimate, idle_factor, logical, 
                                  patch_for, series, setting,
@@ -23,13 +21,11 @@ from qlam_qiskit.reports import (budget, estimate, idle_factor, logical,
 from qlam_qiskit.reports.cost import shape
 from qlam_qiskit.reports.scaling import LN10
 
+from clirunner import invoke
+
 CZ = CellConfig(qubits=4, entangler="cz")
 NOISE = "1q=1e-3,2q=1e-2,readout=2e-2,t1=1e-4,t2=8e-5,1q_time=3e-8,2q_time=7e-8,readout_time=1e-6"
 PNG = b"\x89PNG\r\n\x1a\n"
-
-
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 def one_line_error(res, *needles: str) -> None:

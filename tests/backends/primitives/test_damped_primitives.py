@@ -11,14 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 
 from qlam_qiskit.backends import BackendError, resolve_backend
 from qlam_qiskit.backends.primitives.estimator import aer_estimator, expectation_values
-from qlam_qiskit.cli.main import main
 from qlam_qiskit.models import ModelConfig, QLAMClassifier
 from qlam_qiskit.models.primitive import (PrimitiveQLAM, attach_backend, pauli_observables,
                                           sequence_template)
+
+from clirunner import invoke, ok
 
 pytest.importorskip("qiskit_aer")
 
@@ -180,16 +180,6 @@ def test_fake_device_runs_a_damped_model_end_to_end():
     prim.float()
     prim(x.float()).sum().backward()  # a noisy gradient step runs too
     assert torch.isfinite(prim.blocks[0].mixer.log_rate.grad).all()
-
-
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def ok(*args):
-    res = invoke(*args)
-    assert res.exit_code == 0, (res.output, res.exception)
-    return res
 
 
 @pytest.fixture(scope="module")
