@@ -10,6 +10,8 @@ engine):
 
 γ_{h,q} = 1 - exp(-exp(ν_{h,q})) with ν learned and initialised log-spaced over the memories
 (``rate_min``..``rate_max`` per token): a slow memory keeps hundreds of tokens, a fast one a few.
+With ``selective`` the rate is also the token's, ρ_t = exp(ν_{h,q} + (G x_t + g)_{h,q}) with G, g
+starting at zero (``backends/engine/selective.py``): a token decides how much each memory forgets.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from ..backends.engine import EngineError, ReadoutEngine
 from ..backends.engine.compile import fixed_unitary_t
 from ..backends.engine.product import product_form
 from ..backends.engine.program import CircuitProgram, as_complex_dtype, real_dtype
+from ..backends.engine.selective import rz_damped_scan, rz_damped_scan_ref
 from ..backends.engine.transfer import (damping_transfer, observable_vectors, pauli_matrices,
                                         plus_state, rz_transfer_scan, rz_transfer_scan_ref,
                                         unitary_transfer)
@@ -42,7 +45,8 @@ class DampedQLAMLayer(nn.Module):
                  cell: CellConfig | CellTemplate = CellConfig(), queries: int = 2,
                  correlators: str = "pairs", mix_init: float = 1.0, input_scale: float = 1.0,
                  dt_min: float = 1e-3, dt_max: float = 1e-1, rate_min: float = 1e-3,
-                 rate_max: float = 1e-1, dtype: str = "complex64", gate: bool = False) -> None:
+                 rate_max: float = 1e-1, dtype: str = "complex64", gate: bool = False,
+                 selective: bool = False) -> None:
         super().__init__()
         tpl = cell if isinstance(cell, CellTemplate) else qlam_cell(cell)
         n = tpl.num_qubits
@@ -77,6 +81,9 @@ class DampedQLAMLayer(nn.Module):
             angle._optim = {"weight_decay": 0.0, "circuit": True}
         self.out = nn.Linear(heads * self.readout_template.num_outputs, d_out)
         self.gate = nn.Linear(d_in, d_out) if gate else None
+        self.select = nn.Linear(d_in, heads * n) if selective else None  # x_t -> log-rate offsets
+        if self.select is not None:  # starts as the non-selective memory
+            nn.init.zeros_(self.select.weight), nn.init.zeros_(self.select.bias)
         real = real_dtype(self.cdtype)
         self.register_buffer("z", self.measure.term_signs.to(real),
                              persistent=False)  # (M, D) Z-term eigenvalues
@@ -100,20 +107,28 @@ class DampedQLAMLayer(nn.Module):
         return self.mix * self.steps()[:, None]
 
     def rates(self) -> Tensor:
-        """Damping rate per token (H, n) of every memory qubit: γ = 1 - exp(-rate)."""
+        """Damping rate per token (H, n) of every memory qubit: γ = 1 - exp(-rate) (with
+        ``selective``, the base rate that each token's offset multiplies)."""
         return torch.exp(self.log_rate)
+
+    def token_rates(self, x: Tensor) -> Tensor:
+        """Selective: tokens x (..., d_in) -> each memory qubit's damping rate (..., H, n)."""
+        return torch.exp(self.log_rate + self.select(x).unflatten(-1, (self.heads, -1)))
 
     def damping(self) -> Tensor:
         """Damping probability per token γ (H, n) of every memory qubit (what circuits bind)."""
         return -torch.expm1(-self.rates())
 
-    def transfer(self) -> Tensor:
-        """The fixed part of a token's update, S = A(γ) R(M), as a real PTM (H, 4^n, 4^n)."""
+    def mixing_transfer(self) -> Tensor:
+        """The mixing unitary's PTM R(M) (H, 4^n, 4^n)."""
         real = real_dtype(self.cdtype)
         mt = fixed_unitary_t(self.mix_gates, self.mixing().to(real), self.cell_template.num_qubits,
                              self.cdtype)  # (H, D, D) Mᵀ
-        return damping_transfer(self.rates().to(real)) @ unitary_transfer(mt.transpose(1, 2),
-                                                                            self.paulis)
+        return unitary_transfer(mt.transpose(1, 2), self.paulis)
+
+    def transfer(self) -> Tensor:
+        """The fixed part of a token's update, S = A(γ) R(M), as a real PTM (H, 4^n, 4^n)."""
+        return damping_transfer(self.rates().to(real_dtype(self.cdtype))) @ self.mixing_transfer()
 
     def observables(self) -> Tensor:
         """The readouts U_k† Z_S U_k as Pauli vectors (H, K, M, 4^n)."""
@@ -150,8 +165,13 @@ class DampedQLAMLayer(nn.Module):
         """x (B, T, d_in) -> (B, T, d_out)."""
         real = real_dtype(self.cdtype)
         b, t, _ = x.shape
-        delta = self.phases(x.transpose(0, 1)).to(real)  # (T, B, H, n), time-major
-        r = rz_transfer_scan(self.r0, delta, self.transfer())  # (T, B, H, N)
+        xt = x.transpose(0, 1)  # (T, B, d_in), time-major
+        delta = self.phases(xt).to(real)  # (T, B, H, n)
+        if self.select is None:
+            r = rz_transfer_scan(self.r0, delta, self.transfer())  # (T, B, H, N)
+        else:
+            r = rz_damped_scan(self.r0, delta, self.token_rates(xt).to(real),
+                               self.mixing_transfer())  # (T, B, H, N)
         w, bias = self.readout_map()
         lanes = r.permute(2, 3, 0, 1)  # (H, N, T, B): the numba kernel's own layout
         if lanes.is_contiguous():  # one GEMM on the kernel's array, no transpose copy
@@ -168,7 +188,11 @@ class DampedQLAMLayer(nn.Module):
     def step(self, x_t: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
         """Streaming: one token x_t (B, d_in) and the state (B, H, N) -> (out (B, d_out), next
         state). Equals forward() token by token."""
-        delta = self.phases(x_t[None])  # (1, B, H, n)
-        state = rz_transfer_scan_ref(state, delta.to(state.dtype), self.transfer())[0]
+        delta = self.phases(x_t[None]).to(state.dtype)  # (1, B, H, n)
+        if self.select is None:
+            state = rz_transfer_scan_ref(state, delta, self.transfer())[0]
+        else:
+            state = rz_damped_scan_ref(state, delta, self.token_rates(x_t[None]).to(state.dtype),
+                                       self.mixing_transfer())[0]
         out = self.out(self.read(state).to(self.out.weight.dtype))  # (B, d_out)
         return self.gated(out, x_t), state

@@ -46,6 +46,9 @@ def hardware_problem(cfg: ModelConfig, kind: str = "qlam") -> str | None:
         return f"model {kind!r} has no quantum circuit; only QLAM runs on primitives"
     bad = [f"{name}={getattr(cfg, name)}" for name, want in
            (("layers", 1), ("heads", 1), ("pool", "last")) if getattr(cfg, name) != want]
+    if getattr(cfg, "selective", False):
+        return ("selective damping (per-token damping angles) runs on the exact engine only for "
+                "now: train without --selective to run on primitives")
     if bad:
         return (f"this checkpoint is not hardware-compatible ({', '.join(bad)}); primitives run "
                 "one memory read at the end: train with --layers 1 --heads 1 --pool last")

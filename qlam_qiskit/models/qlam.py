@@ -103,6 +103,10 @@ class ModelConfig:
     log-spaced over the memories up to rate_max; γ = 1 - exp(-rate)). Default: 1e-3."""
     rate_max: float = 1e-1
     """memory='damped': the fastest memory's damping rate per token. Default: 1e-1."""
+    selective: bool = False
+    """memory='damped': each token sets its own damping rates, ρ_t = exp(ν + G x_t + g) per
+    memory qubit (G, g start at zero), as selective SSMs make their step depend on the token.
+    Exact engine only for now. Default: False."""
     cell: str = "qlam"
     """Which cell the layers run: qlam (built from qubits, depth, entanglement, entangler,
     encoding) or custom (a circuit given as ``QLAMClassifier(cfg, cell=...)``, stored with the
@@ -267,13 +271,16 @@ class QLAMClassifier(nn.Module):
         """The circuit every QLAM layer runs (None with a custom mixer): store it with a custom run."""
         if cfg.memory not in MEMORIES:
             raise ValueError(f"memory must be one of {MEMORIES}, got {cfg.memory!r}")
+        if cfg.selective and (cfg.memory != "damped" or mixer is not None):
+            raise ValueError("selective damping sets damped memories' rates per token: add "
+                             "--memory damped (memory='damped'), or drop --selective")
         d = cfg.d_model
         if mixer is None and cfg.memory == "damped":
             mixer = lambda: DampedQLAMLayer(  # noqa: E731
                 d, d, heads=cfg.heads, cell=self.cell_template, queries=cfg.queries,
                 correlators=cfg.correlators, mix_init=cfg.mix_init, input_scale=cfg.input_scale,
                 dt_min=cfg.dt_min, dt_max=cfg.dt_max, rate_min=cfg.rate_min,
-                rate_max=cfg.rate_max, dtype=cfg.dtype, gate=cfg.gate)
+                rate_max=cfg.rate_max, dtype=cfg.dtype, gate=cfg.gate, selective=cfg.selective)
         make = mixer or (lambda: QLAMLayer(
             d, d, heads=cfg.heads, cell=self.cell_template, queries=cfg.queries,
             correlators=cfg.correlators, mix_init=cfg.mix_init, input_scale=cfg.input_scale,

@@ -98,7 +98,8 @@ def stored_configs(state: dict, where: str | Path) -> tuple[ModelConfig, TrainCo
     they are not this version's (an unknown or missing field)."""
     legacy = {"dt_min": 0.0, "dt_max": 0.0,  # written before time scales: none
               "attn_head_dim": 0,  # before head widths: the transformer's old head split
-              "gate": False}  # before readout gates: none
+              "gate": False,  # before readout gates: none
+              "selective": False}  # before selective damping: none
     try:
         return (ModelConfig(**{**legacy, **state["model_config"]}),
                 TrainConfig(**state["train_config"]))

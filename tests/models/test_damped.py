@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from qiskit.quantum_info import (DensityMatrix, Operator, Pauli, Statevector, partial_trace,
+from qiskit.quantum_info import (DensityMatrix, Operator, Statevector, partial_trace,
                                  random_density_matrix, random_unitary)
 
 from qlam_qiskit.backends.engine import transfer
@@ -24,14 +24,9 @@ from qlam_qiskit.errors import EngineError
 from qlam_qiskit.models import ModelConfig, QLAMClassifier
 from qlam_qiskit.models import damped as damped_module
 from qlam_qiskit.models.damped import DampedQLAMLayer
+from paulis import pauli_vector
 
 ATOL = 1e-12  # complex128 / float64 throughout these checks
-
-
-def pauli_vector(rho: DensityMatrix, n: int) -> torch.Tensor:
-    """Tr(P ρ) for every Pauli string in transfer's order (index Σ p_q 4^q)."""
-    labels = ["".join("IXYZ"[(i // 4**q) % 4] for q in reversed(range(n))) for i in range(4**n)]
-    return torch.tensor([rho.expectation_value(Pauli(lab)).real for lab in labels])
 
 
 @pytest.mark.parametrize("n", [1, 2, 3])

@@ -1,0 +1,235 @@
+"""Selective damping: damped memories whose damping rate is set by each token.
+
+The damped scan (``transfer.py``) applies S = A(γ) · R(M) per token with γ fixed per memory. Here
+the damping is the token's: per memory h, qubit q, sample b and token t a rate ρ_t (so
+γ_t = 1 - exp(-ρ_t)), as a selective SSM (Mamba) makes its step depend on the token, so a token
+decides how much a memory forgets:
+
+    r_t = A(ρ_t) · R(M) · Rz(δ_t) · r_{t-1}
+
+A(ρ) is amplitude damping of every qubit on the Pauli vector: for qubit q, the X_q and Y_q
+components shrink by exp(-ρ/2) and Z_q -> exp(-ρ) Z_q + (1 - exp(-ρ)) I_q (the string with I at
+q). Like Rz(δ_t) it costs O(n 4^n) per sample, so the scan stays one BLAS call (N, N) @ (N, B) per
+token and memory. ``rz_damped_scan_ref`` is the recurrence in plain autograd, tested against the
+kernel; with ρ_t constant the two equal ``transfer.rz_transfer_scan`` with S = A(ρ) R(M).
+On a circuit the damping angle φ_t = 2 asin √γ_t of each reset ancilla is bound per token, as
+the input angles are.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .kernels import match_threads
+from .transfer import _rotate, rotation_pairs
+
+try:
+    from numba import njit, prange
+    from .transfer import _copy_rows, _rotate_rows
+except ImportError:  # pragma: no cover - numba is a dependency
+    njit = None
+
+Tensor = torch.Tensor
+
+
+def damping_pairs(n: int) -> np.ndarray:
+    """(n, 4^(n-1), 2) int64: per qubit q, the index pairs (Z_q ..., I_q ...) that damping on q
+    couples (the same string with Z, then I, at q)."""
+    idx = np.arange(4**n)
+    digit = lambda q: (idx // 4**q) % 4  # noqa: E731 - Pauli letter of qubit q
+    return np.stack([np.stack([idx[digit(q) == 3], idx[digit(q) == 3] - 3 * 4**q], -1)
+                     for q in range(n)]).astype(np.int64)
+
+
+def _damp(r: Tensor, rate: Tensor, rot: Tensor, zp: Tensor) -> Tensor:
+    """A(ρ) on Pauli vectors r (..., N) for rates (..., n): X, Y -> e^{-ρ/2}·, Z -> e^{-ρ} Z +
+    (1 - e^{-ρ}) I, qubit by qubit (they commute)."""
+    for q in range(rate.shape[-1]):
+        rq = rate[..., q:q + 1]
+        s, k, g = torch.exp(-rq / 2), torch.exp(-rq), -torch.expm1(-rq)
+        xy = torch.cat([rot[q, :, 0], rot[q, :, 1]])
+        iz, ii = zp[q, :, 0], zp[q, :, 1]
+        z = k * r[..., iz] + g * r[..., ii]
+        r = r.index_copy(-1, xy, s * r[..., xy]).index_copy(-1, iz, z)
+    return r
+
+
+def rz_damped_scan_ref(r0: Tensor, theta: Tensor, rate: Tensor, m: Tensor) -> Tensor:
+    """Reference: r0 (N,), angles θ (T, B, H, n), rates ρ (T, B, H, n), mixing PTM R (H, N, N)
+    -> states (T, B, H, N)."""
+    n = theta.shape[-1]
+    rot = torch.as_tensor(rotation_pairs(n), device=theta.device)
+    zp = torch.as_tensor(damping_pairs(n), device=theta.device)
+    r = r0.to(m.dtype).expand(theta.shape[1], theta.shape[2], r0.shape[-1])  # (B, H, N)
+    out = []
+    for th, rt in zip(theta.unbind(0), rate.unbind(0)):  # (B, H, n) each
+        r = torch.einsum("bhj,hij->bhi", _rotate(r, th, rot), m)  # (B, H, N)
+        r = _damp(r, rt, rot, zp)
+        out.append(r)
+    return torch.stack(out)
+
+
+if njit is not None:
+    @njit(cache=True, inline="always")
+    def _damp_rows(dst, s, k, g, rot, zp):  # pragma: no cover - compiled
+        """dst = A(ρ) dst in place on every lane: dst (N, B); s, k, g = e^{-ρ/2}, e^{-ρ},
+        1 - e^{-ρ} (n, B)."""
+        for q in range(rot.shape[0]):
+            sq, kq, gq = s[q], k[q], g[q]
+            for i in range(rot.shape[1]):
+                rx, ry = dst[rot[q, i, 0]], dst[rot[q, i, 1]]
+                rz, ri = dst[zp[q, i, 0]], dst[zp[q, i, 1]]
+                for b in range(dst.shape[1]):
+                    rx[b] *= sq[b]
+                    ry[b] *= sq[b]
+                    rz[b] = kq[b] * rz[b] + gq[b] * ri[b]
+
+    @njit(cache=True)
+    def _scan_memory(h, r0, cos, sin, s, k, g, m, rot, zp, out):  # pragma: no cover - compiled
+        """Memory h over the whole batch: r_t = A(ρ_t) R Rz(δ_t) r_{t-1}; out[h, :, t] = r_t."""
+        nn, b_ = r0.shape[0], cos.shape[3]
+        a = np.empty((nn, b_), r0.dtype)
+        r = np.empty((nn, b_), r0.dtype)
+        for j in range(nn):
+            for b in range(b_):
+                r[j, b] = r0[j]
+        for t in range(cos.shape[0]):
+            _copy_rows(r, a)
+            _rotate_rows(a, cos[t, h], sin[t, h], rot, 1.0)
+            np.dot(m[h], a, r)  # (N, N) @ (N, B)
+            _damp_rows(r, s[t, h], k[t, h], g[t, h], rot, zp)
+            for j in range(nn):
+                oj, rj = out[h, j, t], r[j]
+                for b in range(b_):
+                    oj[b] = rj[b]
+
+    @njit(parallel=True, cache=True)
+    def _forward(r0, cos, sin, s, k, g, m, rot, zp, out):  # pragma: no cover - compiled
+        for h in prange(cos.shape[1]):  # one task per memory
+            _scan_memory(h, r0, cos, sin, s, k, g, m, rot, zp, out)
+
+    @njit(cache=True)
+    def _scan_memory_back(h, r0, cos, sin, s, k, g, m, mt, rot, zp, states, g_out, g_theta,
+                          g_rate, g_m):  # pragma: no cover - compiled
+        """Memory h backwards. Per token: a = Rz(δ_t) r_{t-1} from the states, u = R a (one
+        BLAS call), the damping redone qubit by qubit (w_q: the vector before qubit q's) and
+        undone in reverse for g_ρ, then g_R += g_u aᵀ, g_a = Rᵀ g_u, g_δ, g_{t-1} = Rz(-δ) g_a."""
+        nn, b_, n = r0.shape[0], cos.shape[3], rot.shape[0]
+        gr = np.zeros((nn, b_), r0.dtype)
+        ga = np.empty((nn, b_), r0.dtype)
+        a = np.empty((nn, b_), r0.dtype)
+        w = np.empty((n + 1, nn, b_), r0.dtype)
+        outer = np.empty((nn, nn), r0.dtype)
+        acc = g_m[h]
+        acc[:] = 0.0
+        for t in range(cos.shape[0] - 1, -1, -1):
+            for i in range(nn):
+                gi, oi = gr[i], g_out[h, i, t]
+                for b in range(b_):
+                    gi[b] += oi[b]  # total gradient at r_t
+            if t > 0:
+                for j in range(nn):
+                    aj, sj = a[j], states[h, j, t - 1]
+                    for b in range(b_):
+                        aj[b] = sj[b]
+            else:
+                for j in range(nn):
+                    for b in range(b_):
+                        a[j, b] = r0[j]
+            _rotate_rows(a, cos[t, h], sin[t, h], rot, 1.0)
+            np.dot(m[h], a, w[0])  # u = R a
+            for q in range(n):  # w[q + 1] = A_q w[q]
+                _copy_rows(w[q], w[q + 1])
+                sq, kq, gq = s[t, h, q], k[t, h, q], g[t, h, q]
+                wn = w[q + 1]
+                for i in range(rot.shape[1]):
+                    rx, ry = wn[rot[q, i, 0]], wn[rot[q, i, 1]]
+                    rz, ri = wn[zp[q, i, 0]], wn[zp[q, i, 1]]
+                    for b in range(b_):
+                        rx[b] *= sq[b]
+                        ry[b] *= sq[b]
+                        rz[b] = kq[b] * rz[b] + gq[b] * ri[b]
+            for q in range(n - 1, -1, -1):  # gr: gradient at w[q + 1] -> at w[q]
+                sq, kq, gq = s[t, h, q], k[t, h, q], g[t, h, q]
+                wq, grq = w[q], g_rate[t, h, q]
+                for b in range(b_):
+                    grq[b] = 0.0
+                for i in range(rot.shape[1]):
+                    ix, iy, iz, ii = rot[q, i, 0], rot[q, i, 1], zp[q, i, 0], zp[q, i, 1]
+                    gx, gy, gz, gi = gr[ix], gr[iy], gr[iz], gr[ii]
+                    wx, wy, wz, wi = wq[ix], wq[iy], wq[iz], wq[ii]
+                    for b in range(b_):  # d/dρ: s -> -s/2, k -> -k, 1 - k -> k
+                        grq[b] += (kq[b] * gz[b] * (wi[b] - wz[b])
+                                   - 0.5 * sq[b] * (gx[b] * wx[b] + gy[b] * wy[b]))
+                        gi[b] += gq[b] * gz[b]
+                        gz[b] *= kq[b]
+                        gx[b] *= sq[b]
+                        gy[b] *= sq[b]
+            np.dot(gr, a.T, outer)  # Σ_b g_u a_tᵀ: BLAS
+            for i in range(nn):
+                for j in range(nn):
+                    acc[i, j] += outer[i, j]
+            np.dot(mt[h], gr, ga)  # gradient at a_t: Rᵀ g_u
+            for q in range(n):  # d a / d δ_q = J_q a, J_q (x, y) = (-y, x)
+                gth = g_theta[t, h, q]
+                for b in range(b_):
+                    gth[b] = 0.0
+                for i in range(rot.shape[1]):
+                    ix, iy = rot[q, i, 0], rot[q, i, 1]
+                    vx, vy, ax, ay = ga[ix], ga[iy], a[ix], a[iy]
+                    for b in range(b_):
+                        gth[b] += vy[b] * ax[b] - vx[b] * ay[b]
+            _rotate_rows(ga, cos[t, h], sin[t, h], rot, -1.0)  # Rz(δ)ᵀ = Rz(-δ)
+            gr, ga = ga, gr
+
+    @njit(parallel=True, cache=True)
+    def _backward(r0, cos, sin, s, k, g, m, mt, rot, zp, states, g_out, g_theta, g_rate,
+                  g_m):  # pragma: no cover - compiled
+        for h in prange(cos.shape[1]):
+            _scan_memory_back(h, r0, cos, sin, s, k, g, m, mt, rot, zp, states, g_out, g_theta,
+                              g_rate, g_m)
+
+
+class _RzDampedScan(torch.autograd.Function):
+    """Lanes-last numba kernel, as ``transfer._RzTransferScan``: states kept as (H, N, T, B) and
+    returned seen as (T, B, H, N), so the readout over all memories is one GEMM."""
+
+    @staticmethod
+    def forward(ctx, r0: Tensor, theta: Tensor, rate: Tensor, m: Tensor) -> Tensor:
+        match_threads()
+        dtype = m.dtype
+        th = theta.detach().to(dtype).permute(0, 2, 3, 1).contiguous()  # (T, H, n, B)
+        rt = rate.detach().to(dtype).permute(0, 2, 3, 1).contiguous()  # (T, H, n, B)
+        cos, sin = torch.cos(th), torch.sin(th)
+        s, k, g = torch.exp(-rt / 2), torch.exp(-rt), -torch.expm1(-rt)
+        md, n = m.detach().contiguous(), theta.shape[-1]
+        r0d = r0.detach().to(dtype).contiguous()
+        t, b, h, _ = theta.shape
+        out = torch.empty(h, r0.shape[0], t, b, dtype=dtype)  # (H, N, T, B)
+        _forward(r0d.numpy(), cos.numpy(), sin.numpy(), s.numpy(), k.numpy(), g.numpy(),
+                 md.numpy(), rotation_pairs(n), damping_pairs(n), out.numpy())
+        ctx.save_for_backward(r0d, cos, sin, s, k, g, md, out)
+        return out.permute(2, 3, 0, 1)  # (T, B, H, N), a view
+
+    @staticmethod
+    def backward(ctx, g_out: Tensor):
+        r0, cos, sin, s, k, g, m, states = ctx.saved_tensors
+        t, h, n, b = cos.shape
+        go = g_out.to(m.dtype).permute(2, 3, 0, 1).contiguous()  # (H, N, T, B)
+        g_theta = torch.empty(t, h, n, b, dtype=m.dtype)
+        g_rate = torch.empty(t, h, n, b, dtype=m.dtype)
+        g_m = torch.empty_like(m)
+        _backward(r0.numpy(), cos.numpy(), sin.numpy(), s.numpy(), k.numpy(), g.numpy(),
+                  m.numpy(), m.transpose(1, 2).contiguous().numpy(), rotation_pairs(n),
+                  damping_pairs(n), states.numpy(), go.numpy(), g_theta.numpy(), g_rate.numpy(),
+                  g_m.numpy())
+        return None, g_theta.permute(0, 3, 1, 2), g_rate.permute(0, 3, 1, 2), g_m
+
+
+def rz_damped_scan(r0: Tensor, theta: Tensor, rate: Tensor, m: Tensor) -> Tensor:
+    """Fast path (CPU, numba): r0 (N,), θ and ρ (T, B, H, n), R (H, N, N) -> states
+    (T, B, H, N). Falls back to the reference off the CPU or without numba."""
+    if njit is None or theta.device.type != "cpu" or m.dtype not in (torch.float32, torch.float64):
+        return rz_damped_scan_ref(r0, theta, rate, m)
+    return _RzDampedScan.apply(r0, theta, rate, m)
