@@ -9,7 +9,6 @@ from pathlib import Path
 
 import torch
 
-from ..backends.engine.transfer import rz_transfer_scan
 from ..circuits.readout import query_observables
 from ..circuits.sequence import sequence_parameter_values
 from ..errors import QLAMError
@@ -25,7 +24,7 @@ FORMATS = ("qpy", "qasm3")
 def final_readouts(layer: torch.nn.Module, x: torch.Tensor) -> list[float]:
     """The exact engine's K·M readouts of the one memory after the last token of x (1, T, d)."""
     if isinstance(layer, DampedQLAMLayer):  # density matrix as Pauli vectors (T, 1, 1, 4^n)
-        r = rz_transfer_scan(layer.r0, layer.phases(x.transpose(0, 1)), layer.transfer())
+        r = layer.states(x)
         return layer.read(r[-1]).reshape(-1).tolist()
     th = layer.input_angles(x)  # (1, T, 1, m)
     state_t = layer.engine.run(th.permute(1, 2, 0, 3), layer.mixing(), all_states=False)  # (1,1,D)

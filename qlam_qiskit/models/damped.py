@@ -12,6 +12,8 @@ engine):
 (``rate_min``..``rate_max`` per token): a slow memory keeps hundreds of tokens, a fast one a few.
 With ``selective`` the rate is also the token's, ρ_t = exp(ν_{h,q} + (G x_t + g)_{h,q}) with G, g
 starting at zero (``backends/engine/selective.py``): a token decides how much each memory forgets.
+With the cell's encoding "ry_rz" the input block is RY(a_t) then RZ(b_t) on every qubit, so a
+token also rotates the populations that damping relaxes towards |0⟩ (a write, not only a phase).
 """
 
 from __future__ import annotations
@@ -54,10 +56,12 @@ class DampedQLAMLayer(nn.Module):
         self.template = damped_cell(tpl)
         program = CircuitProgram(tpl.circuit, list(tpl.inputs), list(tpl.weights))
         self.product = product_form(program)
-        if self.product is None or n > MAX_QUBITS:
+        self.ry = tpl.config is not None and tpl.config.encoding == "ry_rz"
+        """Input block RY(a_t) RZ(b_t) per qubit (θ = (a, b)): scanned by selective.py's kernel."""
+        if (self.product is None and not self.ry) or n > MAX_QUBITS:
             raise EngineError("memory='damped' needs a cell of at most "
                               f"{MAX_QUBITS} qubits with one-qubit diagonal input gates (encoding "
-                              "'rz') and rzz or cz entanglers")
+                              "'rz') or encoding 'ry_rz', and rzz or cz entanglers")
         self.mix_gates = program.segments[1].gates
         self.readout_template = qlam_readout(n, queries, correlators=correlators,
                                              pairs=tpl.entangling_pairs)
@@ -138,7 +142,10 @@ class DampedQLAMLayer(nn.Module):
 
     def phases(self, x: Tensor) -> Tensor:
         """Tokens x (..., d_in) -> each qubit's RZ angle δ (..., H, n) (the input block's phases):
-        δ = (Δ_h (W x + b)) P + c is affine in x, so it runs as one linear map of x."""
+        δ = (Δ_h (W x + b)) P + c is affine in x, so it runs as one linear map of x. With "ry_rz"
+        inputs: the RY then the RZ angles (..., H, 2n), the cell's input angles themselves."""
+        if self.ry:
+            return self.input_angles(x)
         p, c = self.product.relative_phases(self.mixing())  # (m, n), (H, n)
         dt = self.steps()[:, None, None]  # (H, 1, 1)
         w = self.proj.weight.unflatten(0, (self.heads, -1))  # (H, m, d_in)
@@ -165,13 +172,7 @@ class DampedQLAMLayer(nn.Module):
         """x (B, T, d_in) -> (B, T, d_out)."""
         real = real_dtype(self.cdtype)
         b, t, _ = x.shape
-        xt = x.transpose(0, 1)  # (T, B, d_in), time-major
-        delta = self.phases(xt).to(real)  # (T, B, H, n)
-        if self.select is None:
-            r = rz_transfer_scan(self.r0, delta, self.transfer())  # (T, B, H, N)
-        else:
-            r = rz_damped_scan(self.r0, delta, self.token_rates(xt).to(real),
-                               self.mixing_transfer())  # (T, B, H, N)
+        r = self.states(x)  # (T, B, H, N)
         w, bias = self.readout_map()
         lanes = r.permute(2, 3, 0, 1)  # (H, N, T, B): the numba kernel's own layout
         if lanes.is_contiguous():  # one GEMM on the kernel's array, no transpose copy
@@ -181,6 +182,24 @@ class DampedQLAMLayer(nn.Module):
             out = torch.addmm(bias.to(real), r.reshape(t * b, -1), w).view(t, b, -1).transpose(0, 1)
         return self.gated(out.to(self.out.weight.dtype), x)
 
+    def states(self, x: Tensor) -> Tensor:
+        """x (B, T, d_in) -> every memory's Pauli vector after each token (T, B, H, N)."""
+        xt = x.transpose(0, 1)  # (T, B, d_in), time-major
+        return self._scan(xt, self.phases(xt).to(real_dtype(self.cdtype)), self.r0,
+                          rz_transfer_scan, rz_damped_scan)
+
+    def _scan(self, xt: Tensor, angles: Tensor, r0: Tensor, fixed, per_token) -> Tensor:
+        """Tokens xt (T, B, d_in), their input angles (T, B, H, n or 2n), the state before them
+        -> states (T, B, H, N): ``fixed`` (transfer's scan, S = A R) when every token's channel
+        is a phase block and fixed damping, else ``per_token`` (selective.py's)."""
+        if self.select is None and not self.ry:
+            return fixed(r0, angles, self.transfer())
+        n = self.cell_template.num_qubits
+        rates = self.token_rates(xt) if self.select is not None else \
+            self.rates().expand(*angles.shape[:2], -1, -1)  # (T, B, H, n)
+        ry, rz = (angles[..., :n], angles[..., n:]) if self.ry else (None, angles)
+        return per_token(r0, rz, rates.to(angles.dtype), self.mixing_transfer(), ry)
+
     def default_state(self, batch: int, device=None) -> Tensor:
         """The memories before the first token, |+>^n per head: Pauli vectors (B, H, 4^n)."""
         return self.r0.to(device).expand(batch, self.heads, -1).clone()
@@ -188,11 +207,8 @@ class DampedQLAMLayer(nn.Module):
     def step(self, x_t: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
         """Streaming: one token x_t (B, d_in) and the state (B, H, N) -> (out (B, d_out), next
         state). Equals forward() token by token."""
-        delta = self.phases(x_t[None]).to(state.dtype)  # (1, B, H, n)
-        if self.select is None:
-            state = rz_transfer_scan_ref(state, delta, self.transfer())[0]
-        else:
-            state = rz_damped_scan_ref(state, delta, self.token_rates(x_t[None]).to(state.dtype),
-                                       self.mixing_transfer())[0]
+        x1 = x_t[None]  # (1, B, d_in)
+        state = self._scan(x1, self.phases(x1).to(state.dtype), state, rz_transfer_scan_ref,
+                           rz_damped_scan_ref)[0]
         out = self.out(self.read(state).to(self.out.weight.dtype))  # (B, d_out)
         return self.gated(out, x_t), state

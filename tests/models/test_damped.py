@@ -105,22 +105,27 @@ def test_kernel_states_are_one_matrix_for_the_readout():
     assert rz_transfer_scan_ref(r0, theta, s).is_contiguous()
 
 
-def layer(n: int = 2, heads: int = 2, gate: bool = False) -> DampedQLAMLayer:
+def layer(n: int = 2, heads: int = 2, gate: bool = False, encoding: str = "rz",
+          selective: bool = False) -> DampedQLAMLayer:
     torch.manual_seed(0)  # fast steps and damping so five tokens move the state visibly
-    return DampedQLAMLayer(3, 4, heads=heads, cell=CellConfig(qubits=n), dtype="complex128",
-                           dt_min=0.3, dt_max=1.0, rate_min=0.05, rate_max=0.5, gate=gate).double()
+    return DampedQLAMLayer(3, 4, heads=heads, cell=CellConfig(qubits=n, encoding=encoding),
+                           dtype="complex128", dt_min=0.3, dt_max=1.0, rate_min=0.05,
+                           rate_max=0.5, gate=gate, selective=selective).double()
 
 
-@pytest.mark.parametrize("n", [1, 2])
-def test_layer_equals_the_reset_circuit_in_qiskit(n):
+@pytest.mark.parametrize("n, encoding", [(1, "rz"), (2, "rz"), (1, "ry_rz"), (2, "ry_rz")])
+def test_layer_equals_the_reset_circuit_in_qiskit(n, encoding):
     """Token by token: the damped cell circuit (cell, CRY, CX, reset ancilla) on Qiskit's
-    DensityMatrix, system qubits kept, read by the learned bases, equals the engine."""
-    lay, (b, t) = layer(n), (2, 4)
+    DensityMatrix, system qubits kept, read by the learned bases, equals the engine (RZ inputs
+    on transfer.py's scan, RY·RZ inputs on selective.py's)."""
+    lay, (b, t) = layer(n, encoding=encoding), (2, 4)
     x = torch.randn(b, t, 3, dtype=torch.float64)
-    y = lay.read(rz_transfer_scan(lay.r0, lay.phases(x.transpose(0, 1)), lay.transfer()))
-    y = y.transpose(0, 1)  # (B, T, H·K·M)
+    r = lay.states(x)  # (T, B, H, N)
+    if encoding == "rz":
+        assert torch.allclose(r, rz_transfer_scan(lay.r0, lay.phases(x.transpose(0, 1)),
+                                                  lay.transfer()), atol=ATOL)
+    y = lay.read(r).transpose(0, 1)  # (B, T, H·K·M)
     w, bias = lay.readout_map()
-    r = rz_transfer_scan(lay.r0, lay.phases(x.transpose(0, 1)), lay.transfer())
     assert torch.allclose((r.flatten(-2) @ w + bias).transpose(0, 1), lay(x), atol=ATOL)
     tpl, ro = lay.template, lay.readout_template
     theta, w = lay.input_angles(x).detach(), lay.mixing().detach()
@@ -228,7 +233,8 @@ def test_cli_trains_a_damped_run_and_keeps_primitives_to_the_hardware_shape(tmp_
     assert not (tmp_path / "prim").exists()
 
 
-def test_unrolled_damped_circuit_on_aer_density_matrix_estimator_equals_the_engine():
+@pytest.mark.parametrize("encoding", ["rz", "ry_rz"])
+def test_unrolled_damped_circuit_on_aer_density_matrix_estimator_equals_the_engine(encoding):
     """The primitives side: the damped cell unrolled over T tokens (ancillas reset and reused),
     transpiled for Aer and run through its EstimatorV2 with the density-matrix method, gives the
     engine's readouts at the last token."""
@@ -241,9 +247,9 @@ def test_unrolled_damped_circuit_on_aer_density_matrix_estimator_equals_the_engi
     from qlam_qiskit.circuits.damped import damped_sequence
 
     n, t = 2, 4
-    lay = layer(n, heads=1)
+    lay = layer(n, heads=1, encoding=encoding)
     x = torch.randn(1, t, 3, dtype=torch.float64)
-    r = rz_transfer_scan(lay.r0, lay.phases(x.transpose(0, 1)), lay.transfer())  # (T, 1, 1, N)
+    r = lay.states(x)  # (T, 1, 1, N)
     want = lay.read(r)[-1, 0]  # (K·M,) readouts after the last token
     tpl, ro = lay.template, lay.readout_template
     qc = damped_sequence(tpl, t)

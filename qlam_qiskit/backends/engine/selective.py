@@ -1,4 +1,4 @@
-"""Selective damping: damped memories whose damping rate is set by each token.
+"""Damped memories with per-token channels: damping rates set by each token, and RY inputs.
 
 The damped scan (``transfer.py``) applies S = A(γ) · R(M) per token with γ fixed per memory. Here
 the damping is the token's: per memory h, qubit q, sample b and token t a rate ρ_t (so
@@ -14,6 +14,10 @@ token and memory. ``rz_damped_scan_ref`` is the recurrence in plain autograd, te
 kernel; with ρ_t constant the two equal ``transfer.rz_transfer_scan`` with S = A(ρ) R(M).
 On a circuit the damping angle φ_t = 2 asin √γ_t of each reset ancilla is bound per token, as
 the input angles are.
+
+With ``ry`` angles (encoding "ry_rz": RY(a_t) then RZ(b_t) on every qubit) the input block is
+Rz(b_t) Ry(a_t): RY turns the Z_q and X_q components into each other, so a token writes into
+the populations a relaxed memory holds, not only into its coherences; the same O(n 4^n) cost.
 """
 
 from __future__ import annotations
@@ -31,6 +35,15 @@ except ImportError:  # pragma: no cover - numba is a dependency
     njit = None
 
 Tensor = torch.Tensor
+
+
+def ry_pairs(n: int) -> np.ndarray:
+    """(n, 4^(n-1), 2) int64: per qubit q, the index pairs (Z_q ..., X_q ...) that RY on q
+    rotates ((z, x) -> (z cos a - x sin a, z sin a + x cos a), the Bloch rotation about y)."""
+    idx = np.arange(4**n)
+    digit = lambda q: (idx // 4**q) % 4  # noqa: E731 - Pauli letter of qubit q
+    return np.stack([np.stack([idx[digit(q) == 3], idx[digit(q) == 3] - 2 * 4**q], -1)
+                     for q in range(n)]).astype(np.int64)
 
 
 def damping_pairs(n: int) -> np.ndarray:
@@ -55,15 +68,21 @@ def _damp(r: Tensor, rate: Tensor, rot: Tensor, zp: Tensor) -> Tensor:
     return r
 
 
-def rz_damped_scan_ref(r0: Tensor, theta: Tensor, rate: Tensor, m: Tensor) -> Tensor:
-    """Reference: r0 (N,), angles θ (T, B, H, n), rates ρ (T, B, H, n), mixing PTM R (H, N, N)
-    -> states (T, B, H, N)."""
+def rz_damped_scan_ref(r0: Tensor, theta: Tensor, rate: Tensor, m: Tensor,
+                       ry: Tensor | None = None) -> Tensor:
+    """Reference: r0 (N,) or (B, H, N), RZ angles θ (T, B, H, n), rates ρ (T, B, H, n), mixing
+    PTM R (H, N, N), optional RY angles (T, B, H, n) applied before the RZs -> states
+    (T, B, H, N)."""
     n = theta.shape[-1]
     rot = torch.as_tensor(rotation_pairs(n), device=theta.device)
+    zx = torch.as_tensor(ry_pairs(n), device=theta.device)
     zp = torch.as_tensor(damping_pairs(n), device=theta.device)
     r = r0.to(m.dtype).expand(theta.shape[1], theta.shape[2], r0.shape[-1])  # (B, H, N)
+    ys = ry.unbind(0) if ry is not None else [None] * theta.shape[0]
     out = []
-    for th, rt in zip(theta.unbind(0), rate.unbind(0)):  # (B, H, n) each
+    for th, rt, y in zip(theta.unbind(0), rate.unbind(0), ys):  # (B, H, n) each
+        if y is not None:
+            r = _rotate(r, y, zx)
         r = torch.einsum("bhj,hij->bhi", _rotate(r, th, rot), m)  # (B, H, N)
         r = _damp(r, rt, rot, zp)
         out.append(r)
@@ -86,8 +105,10 @@ if njit is not None:
                     rz[b] = kq[b] * rz[b] + gq[b] * ri[b]
 
     @njit(cache=True)
-    def _scan_memory(h, r0, cos, sin, s, k, g, m, rot, zp, out):  # pragma: no cover - compiled
-        """Memory h over the whole batch: r_t = A(ρ_t) R Rz(δ_t) r_{t-1}; out[h, :, t] = r_t."""
+    def _scan_memory(h, r0, cos, sin, ycos, ysin, s, k, g, m, rot, zx, zp,
+                     out):  # pragma: no cover - compiled
+        """Memory h over the whole batch: r_t = A(ρ_t) R Rz(δ_t) [Ry(a_t)] r_{t-1} (the RY
+        stage when ycos has tokens); out[h, :, t] = r_t."""
         nn, b_ = r0.shape[0], cos.shape[3]
         a = np.empty((nn, b_), r0.dtype)
         r = np.empty((nn, b_), r0.dtype)
@@ -96,6 +117,8 @@ if njit is not None:
                 r[j, b] = r0[j]
         for t in range(cos.shape[0]):
             _copy_rows(r, a)
+            if ycos.shape[0]:
+                _rotate_rows(a, ycos[t, h], ysin[t, h], zx, 1.0)
             _rotate_rows(a, cos[t, h], sin[t, h], rot, 1.0)
             np.dot(m[h], a, r)  # (N, N) @ (N, B)
             _damp_rows(r, s[t, h], k[t, h], g[t, h], rot, zp)
@@ -105,20 +128,23 @@ if njit is not None:
                     oj[b] = rj[b]
 
     @njit(parallel=True, cache=True)
-    def _forward(r0, cos, sin, s, k, g, m, rot, zp, out):  # pragma: no cover - compiled
+    def _forward(r0, cos, sin, ycos, ysin, s, k, g, m, rot, zx, zp,
+                 out):  # pragma: no cover - compiled
         for h in prange(cos.shape[1]):  # one task per memory
-            _scan_memory(h, r0, cos, sin, s, k, g, m, rot, zp, out)
+            _scan_memory(h, r0, cos, sin, ycos, ysin, s, k, g, m, rot, zx, zp, out)
 
     @njit(cache=True)
-    def _scan_memory_back(h, r0, cos, sin, s, k, g, m, mt, rot, zp, states, g_out, g_theta,
-                          g_rate, g_m):  # pragma: no cover - compiled
-        """Memory h backwards. Per token: a = Rz(δ_t) r_{t-1} from the states, u = R a (one
-        BLAS call), the damping redone qubit by qubit (w_q: the vector before qubit q's) and
-        undone in reverse for g_ρ, then g_R += g_u aᵀ, g_a = Rᵀ g_u, g_δ, g_{t-1} = Rz(-δ) g_a."""
+    def _scan_memory_back(h, r0, cos, sin, ycos, ysin, s, k, g, m, mt, rot, zx, zp, states,
+                          g_out, g_theta, g_ry, g_rate, g_m):  # pragma: no cover - compiled
+        """Memory h backwards. Per token: a = Rz(δ_t) [Ry(a_t)] r_{t-1} from the states, u = R a
+        (one BLAS call), the damping redone qubit by qubit (w_q: the vector before qubit q's)
+        and undone in reverse for g_ρ, then g_R += g_u aᵀ, g_a = Rᵀ g_u, g_δ, back through
+        Rz(-δ) (and g of the RY angles, back through Ry(-a)) to g_{t-1}."""
         nn, b_, n = r0.shape[0], cos.shape[3], rot.shape[0]
         gr = np.zeros((nn, b_), r0.dtype)
         ga = np.empty((nn, b_), r0.dtype)
         a = np.empty((nn, b_), r0.dtype)
+        a1 = np.empty((nn, b_), r0.dtype)  # Ry(a_t) r_{t-1}, before the RZs
         w = np.empty((n + 1, nn, b_), r0.dtype)
         outer = np.empty((nn, nn), r0.dtype)
         acc = g_m[h]
@@ -137,6 +163,9 @@ if njit is not None:
                 for j in range(nn):
                     for b in range(b_):
                         a[j, b] = r0[j]
+            if ycos.shape[0]:
+                _rotate_rows(a, ycos[t, h], ysin[t, h], zx, 1.0)
+                _copy_rows(a, a1)
             _rotate_rows(a, cos[t, h], sin[t, h], rot, 1.0)
             np.dot(m[h], a, w[0])  # u = R a
             for q in range(n):  # w[q + 1] = A_q w[q]
@@ -181,14 +210,25 @@ if njit is not None:
                     for b in range(b_):
                         gth[b] += vy[b] * ax[b] - vx[b] * ay[b]
             _rotate_rows(ga, cos[t, h], sin[t, h], rot, -1.0)  # Rz(δ)ᵀ = Rz(-δ)
+            if ycos.shape[0]:  # the RY stage: its angles' gradient from a1, then Ry(-a)
+                for q in range(n):
+                    gy = g_ry[t, h, q]
+                    for b in range(b_):
+                        gy[b] = 0.0
+                    for i in range(zx.shape[1]):
+                        iz, ix = zx[q, i, 0], zx[q, i, 1]
+                        vz, vx, az, ax = ga[iz], ga[ix], a1[iz], a1[ix]
+                        for b in range(b_):
+                            gy[b] += vx[b] * az[b] - vz[b] * ax[b]
+                _rotate_rows(ga, ycos[t, h], ysin[t, h], zx, -1.0)
             gr, ga = ga, gr
 
     @njit(parallel=True, cache=True)
-    def _backward(r0, cos, sin, s, k, g, m, mt, rot, zp, states, g_out, g_theta, g_rate,
-                  g_m):  # pragma: no cover - compiled
+    def _backward(r0, cos, sin, ycos, ysin, s, k, g, m, mt, rot, zx, zp, states, g_out,
+                  g_theta, g_ry, g_rate, g_m):  # pragma: no cover - compiled
         for h in prange(cos.shape[1]):
-            _scan_memory_back(h, r0, cos, sin, s, k, g, m, mt, rot, zp, states, g_out, g_theta,
-                              g_rate, g_m)
+            _scan_memory_back(h, r0, cos, sin, ycos, ysin, s, k, g, m, mt, rot, zx, zp, states,
+                              g_out, g_theta, g_ry, g_rate, g_m)
 
 
 class _RzDampedScan(torch.autograd.Function):
@@ -196,40 +236,52 @@ class _RzDampedScan(torch.autograd.Function):
     returned seen as (T, B, H, N), so the readout over all memories is one GEMM."""
 
     @staticmethod
-    def forward(ctx, r0: Tensor, theta: Tensor, rate: Tensor, m: Tensor) -> Tensor:
+    def forward(ctx, r0: Tensor, theta: Tensor, rate: Tensor, m: Tensor,
+                ry: Tensor | None) -> Tensor:
         match_threads()
         dtype = m.dtype
-        th = theta.detach().to(dtype).permute(0, 2, 3, 1).contiguous()  # (T, H, n, B)
-        rt = rate.detach().to(dtype).permute(0, 2, 3, 1).contiguous()  # (T, H, n, B)
+        lanes = lambda v: v.detach().to(dtype).permute(0, 2, 3, 1).contiguous()  # noqa: E731
+        th, rt = lanes(theta), lanes(rate)  # (T, H, n, B) each
         cos, sin = torch.cos(th), torch.sin(th)
+        if ry is None:  # no RY stage: empty arrays, which the kernel skips
+            ycos = ysin = torch.empty(0, 0, 0, 0, dtype=dtype)
+        else:
+            yt = lanes(ry)
+            ycos, ysin = torch.cos(yt), torch.sin(yt)
         s, k, g = torch.exp(-rt / 2), torch.exp(-rt), -torch.expm1(-rt)
         md, n = m.detach().contiguous(), theta.shape[-1]
         r0d = r0.detach().to(dtype).contiguous()
         t, b, h, _ = theta.shape
         out = torch.empty(h, r0.shape[0], t, b, dtype=dtype)  # (H, N, T, B)
-        _forward(r0d.numpy(), cos.numpy(), sin.numpy(), s.numpy(), k.numpy(), g.numpy(),
-                 md.numpy(), rotation_pairs(n), damping_pairs(n), out.numpy())
-        ctx.save_for_backward(r0d, cos, sin, s, k, g, md, out)
+        _forward(r0d.numpy(), cos.numpy(), sin.numpy(), ycos.numpy(), ysin.numpy(), s.numpy(),
+                 k.numpy(), g.numpy(), md.numpy(), rotation_pairs(n), ry_pairs(n),
+                 damping_pairs(n), out.numpy())
+        ctx.save_for_backward(r0d, cos, sin, ycos, ysin, s, k, g, md, out)
         return out.permute(2, 3, 0, 1)  # (T, B, H, N), a view
 
     @staticmethod
     def backward(ctx, g_out: Tensor):
-        r0, cos, sin, s, k, g, m, states = ctx.saved_tensors
+        r0, cos, sin, ycos, ysin, s, k, g, m, states = ctx.saved_tensors
         t, h, n, b = cos.shape
         go = g_out.to(m.dtype).permute(2, 3, 0, 1).contiguous()  # (H, N, T, B)
         g_theta = torch.empty(t, h, n, b, dtype=m.dtype)
+        g_ry = torch.empty(ycos.shape, dtype=m.dtype)
         g_rate = torch.empty(t, h, n, b, dtype=m.dtype)
         g_m = torch.empty_like(m)
-        _backward(r0.numpy(), cos.numpy(), sin.numpy(), s.numpy(), k.numpy(), g.numpy(),
-                  m.numpy(), m.transpose(1, 2).contiguous().numpy(), rotation_pairs(n),
-                  damping_pairs(n), states.numpy(), go.numpy(), g_theta.numpy(), g_rate.numpy(),
-                  g_m.numpy())
-        return None, g_theta.permute(0, 3, 1, 2), g_rate.permute(0, 3, 1, 2), g_m
+        _backward(r0.numpy(), cos.numpy(), sin.numpy(), ycos.numpy(), ysin.numpy(), s.numpy(),
+                  k.numpy(), g.numpy(), m.numpy(), m.transpose(1, 2).contiguous().numpy(),
+                  rotation_pairs(n), ry_pairs(n), damping_pairs(n), states.numpy(), go.numpy(),
+                  g_theta.numpy(), g_ry.numpy(), g_rate.numpy(), g_m.numpy())
+        lanes_back = lambda v: v.permute(0, 3, 1, 2)  # noqa: E731 - (T, H, n, B) -> (T, B, H, n)
+        return (None, lanes_back(g_theta), lanes_back(g_rate), g_m,
+                lanes_back(g_ry) if ycos.shape[0] else None)
 
 
-def rz_damped_scan(r0: Tensor, theta: Tensor, rate: Tensor, m: Tensor) -> Tensor:
-    """Fast path (CPU, numba): r0 (N,), θ and ρ (T, B, H, n), R (H, N, N) -> states
-    (T, B, H, N). Falls back to the reference off the CPU or without numba."""
+def rz_damped_scan(r0: Tensor, theta: Tensor, rate: Tensor, m: Tensor,
+                   ry: Tensor | None = None) -> Tensor:
+    """Fast path (CPU, numba): r0 (N,), RZ angles θ and rates ρ (T, B, H, n), R (H, N, N),
+    optional RY angles (T, B, H, n) -> states (T, B, H, N). Falls back to the reference off the
+    CPU or without numba."""
     if njit is None or theta.device.type != "cpu" or m.dtype not in (torch.float32, torch.float64):
-        return rz_damped_scan_ref(r0, theta, rate, m)
-    return _RzDampedScan.apply(r0, theta, rate, m)
+        return rz_damped_scan_ref(r0, theta, rate, m, ry)
+    return _RzDampedScan.apply(r0, theta, rate, m, ry)
