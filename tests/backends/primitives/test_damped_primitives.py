@@ -91,9 +91,11 @@ def test_damped_template_is_the_damped_cell_with_cry_as_shiftable_rotations():
     assert layer.basis.requires_grad and prim.head.weight.requires_grad
 
 
-@pytest.mark.parametrize("steps,gate", [(3, False), (5, True)], ids=["T3", "T5-gated"])
-def test_aer_logits_equal_the_exact_engine(steps, gate):
-    cfg = replace(DAMPED, gate=gate)
+@pytest.mark.parametrize("steps,gate,encoding", [(3, False, "rz"), (5, True, "rz"),
+                                                  (3, False, "ry_rz")],
+                         ids=["T3", "T5-gated", "T3-ry_rz"])
+def test_aer_logits_equal_the_exact_engine(steps, gate, encoding):
+    cfg = replace(DAMPED, gate=gate, encoding=encoding)
     exact, prim = models(cfg, seed=steps)
     qnn, compiled = attach_backend(prim, resolve_backend("aer"), steps)
     assert compiled.dynamic and compiled.circuit.count_ops()["reset"] == 2 * steps
