@@ -52,23 +52,35 @@ def damped_cell(cell: CellTemplate, name: str = "φ") -> DampedTemplate:
     return DampedTemplate(cell, qc, phi)
 
 
-def damped_sequence(template: DampedTemplate, steps: int, input_name: str = "x") -> QuantumCircuit:
+def damped_sequence(template: DampedTemplate, steps: int, input_name: str = "x",
+                    selective: bool = False) -> QuantumCircuit:
     """The damped cell unrolled over ``steps`` tokens after |+>^n, the ancillas reset and reused
     by every token: 2n qubits. Inputs are per token (``input_name``[t·m + j]); the cell's
-    weights and the damping angles are shared. Runs on an Estimator that simulates mid-circuit
-    resets exactly (Aer's density-matrix method) or on a device with dynamic circuits."""
+    weights and the damping angles are shared, or with ``selective`` the damping angles are the
+    token's too (``input_name``[t·(m + n) + m + q] after its m cell inputs). Runs on an Estimator
+    that simulates mid-circuit resets exactly (Aer's density-matrix method) or on a device with
+    dynamic circuits."""
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     n, m = template.num_qubits, len(template.cell.inputs)
-    x = ParameterVector(input_name, steps * m)
+    per = m + n if selective else m  # inputs per token
+    x = ParameterVector(input_name, steps * per)
     qc = QuantumCircuit(2 * n, name=f"qlam_damped_T{steps}")
     qc.compose(init_circuit(n), qubits=range(n), inplace=True)
     for t in range(steps):
-        qc.compose(template.circuit.assign_parameters(
-            {template.cell.inputs[j]: x[t * m + j] for j in range(m)}), inplace=True)
+        binds = {template.cell.inputs[j]: x[t * per + j] for j in range(m)}
+        if selective:
+            binds.update({template.damping[q]: x[t * per + m + q] for q in range(n)})
+        qc.compose(template.circuit.assign_parameters(binds), inplace=True)
     return qc
 
 
 def damping_angles(gamma: torch.Tensor) -> torch.Tensor:
     """φ = 2 asin √γ: what ``DampedTemplate.damping`` binds for damping probabilities γ."""
     return 2 * torch.asin(torch.sqrt(gamma))
+
+
+def rate_angles(rate: torch.Tensor) -> torch.Tensor:
+    """The same angles from damping rates ρ > 0 (γ = 1 - exp(-ρ)): φ = 2 atan √(exp(ρ) - 1),
+    whose gradient 1/√(exp(ρ) - 1) stays finite where γ rounds to 1 (asin √γ's does not)."""
+    return 2 * torch.atan(torch.sqrt(torch.expm1(rate)))

@@ -82,7 +82,8 @@ def next_step(out) -> str:
 @click.option("--gate/--no-gate", default=None,
               help="Gate each layer's readout by its input token, σ(G x_t + g) (default: the preset's).")
 @click.option("--selective/--no-selective", default=None,
-              help="--memory damped: each token sets its memories' damping rates (exact engine).")
+              help="--memory damped: each token sets its memories' damping rates (on a circuit: "
+              "per-token damping angles).")
 @click.option("--position/--no-position", default=None,
               help="Add a learned position embedding to the tokens (default: the task preset).")
 @click.option("--epochs", type=click.IntRange(1), help="Training epochs.")

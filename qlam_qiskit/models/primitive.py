@@ -32,7 +32,7 @@ import torch
 from qiskit.quantum_info import SparsePauliOp
 
 from ..circuits.cell import CellTemplate
-from ..circuits.damped import damping_angles
+from ..circuits.damped import rate_angles
 from ..circuits.sequence import SequenceTemplate
 from .qlam import ModelConfig, QLAMClassifier
 
@@ -46,9 +46,6 @@ def hardware_problem(cfg: ModelConfig, kind: str = "qlam") -> str | None:
         return f"model {kind!r} has no quantum circuit; only QLAM runs on primitives"
     bad = [f"{name}={getattr(cfg, name)}" for name, want in
            (("layers", 1), ("heads", 1), ("pool", "last")) if getattr(cfg, name) != want]
-    if getattr(cfg, "selective", False):
-        return ("selective damping (per-token damping angles) runs on the exact engine only for "
-                "now: train without --selective to run on primitives")
     if bad:
         return (f"this checkpoint is not hardware-compatible ({', '.join(bad)}); primitives run "
                 "one memory read at the end: train with --layers 1 --heads 1 --pool last")
@@ -104,6 +101,8 @@ class PrimitiveQLAM(QLAMClassifier):
         layer = self.blocks[0].mixer
         self.damped = cfg.memory == "damped"
         """The memory is a density matrix: the circuit is the damped cell's, with resets."""
+        self.selective = cfg.selective
+        """Each token sets the damping angles: they are per-token inputs of the circuit."""
         self.num_qubits = layer.cell_template.num_qubits
         self.terms = layer.readout_template.terms
         self._qnn: list = []  # [BroadcastEstimatorQNN, TorchConnector]: kept out of state_dict
@@ -134,6 +133,7 @@ class PrimitiveQLAM(QLAMClassifier):
         for p in [q for m in frozen for q in m.parameters()] + [layer.mix] + \
                 ([layer.log_dt] if layer.log_dt is not None else []) + \
                 ([layer.log_rate] if self.damped else []) + \
+                (list(layer.select.parameters()) if self.selective else []) + \
                 ([self.pos] if self.pos is not None else []):
             p.requires_grad_(False)
         self.cache_features = True
@@ -159,16 +159,25 @@ class PrimitiveQLAM(QLAMClassifier):
 
     def circuit_weights(self) -> Tensor:
         """What the circuit's weight parameters bind (P,): the cell's weight angles Δ w, then, for
-        a damped memory, the damping angles φ (n,), so gradients reach mix, log_dt, log_rate."""
+        a damped memory (not selective), the damping angles φ (n,), so gradients reach mix,
+        log_dt, log_rate."""
         layer = self.blocks[0].mixer
         w = layer.mixing()[0]  # (P_cell,)
-        return torch.cat([w, damping_angles(layer.damping()[0]).to(w.dtype)]) if self.damped else w
+        if not self.damped or self.selective:
+            return w
+        return torch.cat([w, rate_angles(layer.rates()[0]).to(w.dtype)])
 
     def angles(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """x (B, T, d_input) -> residual stream h (B, T, d) and input angles θ (B, T, m)."""
+        """x (B, T, d_input) -> residual stream h (B, T, d) and each token's circuit inputs
+        (B, T, m): the cell's input angles θ, then with ``selective`` its damping angles φ_t."""
         h = self.embed_tokens(x)  # (B, T, d)
         blk = self.blocks[0]
-        return h, blk.mixer.input_angles(blk.norm1(h))[..., 0, :]  # θ: the one memory's angles
+        z = blk.norm1(h)
+        theta = blk.mixer.input_angles(z)[..., 0, :]  # θ: the one memory's angles
+        if self.selective:
+            phi = rate_angles(blk.mixer.token_rates(z)[..., 0, :])  # (B, T, n)
+            theta = torch.cat([theta, phi.to(theta.dtype)], -1)
+        return h, theta
 
     def finish(self, h: Tensor, ev: Tensor) -> Tensor:
         """Residual stream h (B, T, d) and query readouts ev (B, K·M) -> logits (B, classes)."""
@@ -196,10 +205,12 @@ def sequence_template(model: PrimitiveQLAM, steps: int) -> SequenceTemplate:
     if not model.damped:
         return qlam_sequence(layer.cell_template, steps)
     # CRY has a four-term shift rule: its definition (two RY(±φ/2), two CX) has the two-term one
-    qc = damped_sequence(layer.template, steps).decompose(gates_to_decompose=["cry"])
+    qc = damped_sequence(layer.template, steps, selective=model.selective).decompose(
+        gates_to_decompose=["cry"])
     inputs = next(p.vector for p in qc.parameters if p.name.startswith("x["))  # its x[t·m + j]
-    return SequenceTemplate(qc, inputs, (*layer.template.cell.weights, *layer.template.damping),
-                            steps, layer.cell_template)
+    damping = () if model.selective else tuple(layer.template.damping)  # else per-token inputs
+    return SequenceTemplate(qc, inputs, (*layer.template.cell.weights, *damping), steps,
+                            layer.cell_template)
 
 
 def on_circuit(observables: Sequence[SparsePauliOp], width: int) -> list[SparsePauliOp]:

@@ -106,7 +106,7 @@ class ModelConfig:
     selective: bool = False
     """memory='damped': each token sets its own damping rates, ρ_t = exp(ν + G x_t + g) per
     memory qubit (G, g start at zero), as selective SSMs make their step depend on the token.
-    Exact engine only for now. Default: False."""
+    On a circuit each reset ancilla's damping angle becomes a per-token input. Default: False."""
     cell: str = "qlam"
     """Which cell the layers run: qlam (built from qubits, depth, entanglement, entangler,
     encoding) or custom (a circuit given as ``QLAMClassifier(cfg, cell=...)``, stored with the

@@ -91,16 +91,20 @@ def test_damped_template_is_the_damped_cell_with_cry_as_shiftable_rotations():
     assert layer.basis.requires_grad and prim.head.weight.requires_grad
 
 
-@pytest.mark.parametrize("steps,gate,encoding", [(3, False, "rz"), (5, True, "rz"),
-                                                  (3, False, "ry_rz")],
-                         ids=["T3", "T5-gated", "T3-ry_rz"])
-def test_aer_logits_equal_the_exact_engine(steps, gate, encoding):
-    cfg = replace(DAMPED, gate=gate, encoding=encoding)
+@pytest.mark.parametrize("steps,gate,encoding,selective",
+                         [(3, False, "rz", False), (5, True, "rz", False),
+                          (3, False, "ry_rz", False), (3, False, "ry_rz", True)],
+                         ids=["T3", "T5-gated", "T3-ry_rz", "T3-ry_rz-selective"])
+def test_aer_logits_equal_the_exact_engine(steps, gate, encoding, selective):
+    cfg = replace(DAMPED, gate=gate, encoding=encoding, selective=selective)
     exact, prim = models(cfg, seed=steps)
     qnn, compiled = attach_backend(prim, resolve_backend("aer"), steps)
     assert compiled.dynamic and compiled.circuit.count_ops()["reset"] == 2 * steps
     assert qnn.estimator.options.backend_options["method"] == "density_matrix"
-    assert qnn.num_weights == len(prim.blocks[0].mixer.template.cell.weights) + 2
+    cell = prim.blocks[0].mixer.template.cell
+    # selective: the damping angles are every token's inputs, not shared weights
+    assert qnn.num_weights == len(cell.weights) + (0 if selective else 2)
+    assert qnn.num_inputs == steps * (len(cell.inputs) + (2 if selective else 0))
     x = torch.randn(4, steps, 1, dtype=torch.float64)
     with torch.no_grad():
         got, want = prim(x), exact(x)
@@ -111,10 +115,13 @@ def test_aer_logits_equal_the_exact_engine(steps, gate, encoding):
     assert (want - want.mean(0)).abs().max() > 1e-3  # the inputs matter: not a constant model
 
 
-def test_parameter_shift_gradients_equal_the_engine_autograd_in_float64():
+@pytest.mark.parametrize("selective", [False, True], ids=["shared-damping", "selective"])
+def test_parameter_shift_gradients_equal_the_engine_autograd_in_float64(selective):
     """Every parameter's gradient, the upstream layers through the QNN's input gradients and
-    mix, log_dt, log_rate through its weight gradients, equals the engine's autograd."""
-    exact, prim = models(seed=1)
+    mix, log_dt, log_rate through its weight gradients (with ``selective``: log_rate and the
+    token map through the per-token damping angles' input gradients), equals the engine's
+    autograd."""
+    exact, prim = models(replace(DAMPED, selective=selective), seed=1)
     attach_backend(prim, resolve_backend("aer"), 3)
     float64_qnn(prim)
     x = torch.randn(3, 3, 1, dtype=torch.float64)
@@ -126,7 +133,8 @@ def test_parameter_shift_gradients_equal_the_engine_autograd_in_float64():
         np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), atol=1e-8, err_msg=name)
         worst = max(worst, (a.grad - b.grad).abs().max().item())
     layer = exact.blocks[0].mixer
-    for p in (layer.log_rate, layer.mix, layer.log_dt, layer.proj.weight):
+    for p in (layer.log_rate, layer.mix, layer.log_dt, layer.proj.weight) + \
+            ((layer.select.weight,) if selective else ()):
         assert p.grad.abs().min() > 1e-4  # every one of them really depends on the circuit
     assert worst < 1e-8
 
@@ -184,15 +192,17 @@ def test_fake_device_runs_a_damped_model_end_to_end():
     assert torch.isfinite(prim.blocks[0].mixer.log_rate.grad).all()
 
 
-@pytest.fixture(scope="module")
-def damped_aer_run(tmp_path_factory) -> Path:
-    """``run --backend aer --memory damped``: a damped memory trained through the QNN."""
+@pytest.fixture(scope="module", params=[(), ("--encoding", "ry_rz", "--selective")],
+                ids=["rz", "ry_rz-selective"])
+def damped_aer_run(tmp_path_factory, request) -> Path:
+    """``run --backend aer --memory damped``: a damped memory trained through the QNN (and one
+    with RY·RZ inputs and per-token damping angles)."""
     out = tmp_path_factory.mktemp("runs") / "damped"
     mp = pytest.MonkeyPatch()
     mp.setenv("QLAM_CACHE_DIR", str(out.parent / "isa"))
     try:
         ok("run", "--backend", "aer", "--memory", "damped", "--layers", 1, "--heads", 1,
-           "--pool", "last", *TINY, "--out", out)
+           "--pool", "last", *TINY, *request.param, "--out", out)
     finally:
         mp.undo()
     return out
@@ -202,6 +212,7 @@ def test_cli_trains_a_damped_memory_on_aer(damped_aer_run):
     result = json.loads((damped_aer_run / "result.json").read_text())
     cfg = result["model_config"]
     assert result["backend"] == "aer" and cfg["memory"] == "damped"
+    assert cfg["selective"] == (cfg["encoding"] == "ry_rz")  # the two runs of the fixture
     assert result["data"]["seq_len"] == 4  # 196 pixels in patches of 49
     assert (cfg["layers"], cfg["heads"], cfg["pool"]) == (1, 1, "last")
     assert result["qnn_calls"]["backward"] == 2  # 16 samples / batch 8, one gradient PUB each
