@@ -8,6 +8,8 @@ the cells run is the executor's business (``executors.run_grid``: here, or as Ra
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
 import threading
@@ -106,6 +108,28 @@ def command(cell: Cell, protocol: Protocol, run_dir: Path, *, data_dir: str | No
 def finished(cell: Cell, out: Path) -> bool:
     """Whether ``cell`` has run to completion under grid folder ``out``."""
     return (out / "runs" / cell.name / "result.json").is_file()
+
+
+def retire_stale(cells: list[Cell], protocol: Protocol, out: Path) -> list[str]:
+    """Move every finished run whose parameter count is not its cell's as planned now (a run of
+    an earlier preset or width: the model changed since) from ``out/runs`` to ``out/stale``
+    (``<name>-<params>p``), so the grid runs it again and the table leaves the old one out.
+    Returns one line per run moved."""
+    moved = []
+    for c in cells:
+        res = out / "runs" / c.name / "result.json"
+        if not res.is_file():
+            continue
+        have = json.loads(res.read_text()).get("num_params")
+        want = _num_params(c.model, c.task, c.downsample, c.d_model, protocol.gray)
+        if have is not None and have != want:
+            dest = out / "stale" / f"{c.name}-{have}p"
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(dest, ignore_errors=True)
+            shutil.move(str(res.parent), str(dest))
+            moved.append(f"{c.name}: its run has {have:,} parameters, the plan {want:,} "
+                         f"(the model changed since); moved to {dest}, it runs again")
+    return moved
 
 
 def run_cell(cell: Cell, protocol: Protocol, out: Path, data_dir: str | None,

@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from ..bench import EXECUTORS, PROTOCOLS, LocalExecutor, RayExecutor, plan, run_grid, summarise
 from ..bench.executors import cell_resources
-from ..bench.grid import command, finished
+from ..bench.grid import command, finished, retire_stale
 from ..bench.protocol import MODELS, Protocol, results_settings
 from ..bench.tune import apply, check, load_best, searched, studies, study_name, tune
 from ..data import DATA_ENV, TASKS
@@ -96,6 +96,9 @@ def bench_cmd(name, models, tasks, seeds, downsample, epochs, limit_train, limit
     runner = RayExecutor(address) if executor == "ray" and not dry_run else \
         LocalExecutor(protocol.jobs)
     cells = plan(protocol)
+    if not dry_run:
+        for line in retire_stale(cells, protocol, out):
+            click.echo(line)
     done = {c.name for c in cells if finished(c, out)}
     need = "1 GPU" if "num_gpus" in cell_resources(protocol, threads) else f"{threads} CPU(s)"
     how = (f"{protocol.jobs} at a time x {threads} thread(s)" if executor == "local" else

@@ -84,6 +84,24 @@ def test_rerun_skips_finished_and_resumes_cut_short_runs(grid) -> None:
     assert len((done / "metrics.jsonl").read_text().splitlines()) == 1
 
 
+def test_a_run_of_an_earlier_model_is_moved_aside_and_run_again(grid) -> None:
+    """A finished cell whose parameter count is not the plan's (the preset or width changed
+    since) leaves runs/ for stale/, and the grid runs it again; the table counts the new one."""
+    _, out, args = grid
+    res_path = out / "runs" / "smnist-d7-gru-s0" / "result.json"
+    res = json.loads(res_path.read_text())
+    planned = res["num_params"]
+    res_path.write_text(json.dumps({**res, "num_params": planned + 1}))  # as if an older model
+    again = _bench(*args)
+    assert again.exit_code == 0, again.output
+    assert "smnist-d7-gru-s0: its run has" in again.output and "runs again" in again.output
+    stale = out / "stale" / f"smnist-d7-gru-s0-{planned + 1}p"
+    assert json.loads((stale / "result.json").read_text())["num_params"] == planned + 1
+    assert json.loads(res_path.read_text())["num_params"] == planned  # rerun, the plan's model
+    assert all(r["params"] == planned for r in json.loads((out / "results.json").read_text())
+               ["rows"] if (r["model"], r["seq_len"]) == ("gru", 16))
+
+
 def test_seeds_are_averaged_with_their_spread(tmp_path: Path) -> None:
     from qlam_qiskit.bench.report import summarise
     for seed, acc in ((0, 0.5), (1, 0.7)):
