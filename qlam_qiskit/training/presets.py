@@ -17,10 +17,12 @@ from ..models import ModelConfig
 _TRAIN = {"epochs": 11, "batch_size": 128, "lr": 2e-3, "circuit_lr": 7.5e-3}
 PRESETS: dict[str, dict] = {"mnist-mini": {"position": True, "train": _TRAIN}}
 # Full-length tasks (T = 784 or 1024): smaller batches for more optimiser steps per epoch, and
-# damped memories of 2 qubits with 4 queries (49.7k parameters, the pure preset's 50.6k within 2%):
-# on the full sMNIST split, 2 epochs, they reach a validation accuracy the pure memories do not
-# (benchmarks/RESULTS.md, 2026-12-03).
-DAMPED = {"memory": "damped", "qubits": 2, "queries": 4}
+# damped memories of 2 qubits (on the full sMNIST split, 2 epochs, they reach a validation
+# accuracy the pure memories do not; benchmarks/RESULTS.md, 2026-12-03) that tokens write into
+# (RY·RZ inputs) and whose forgetting tokens set (selective damping rates), read by 3 queries:
+# 50.6k parameters, the pure preset's count (benchmarks/design_search, fourth screen, and
+# RESULTS.md, 2026-12-07).
+DAMPED = {"memory": "damped", "qubits": 2, "queries": 3, "encoding": "ry_rz", "selective": True}
 for _task in ("smnist", "psmnist", "sfmnist", "scifar10"):
     PRESETS[_task] = {"position": True, "model": DAMPED,
                       "train": {**_TRAIN, "epochs": 10, "batch_size": 32}}
