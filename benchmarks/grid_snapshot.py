@@ -8,10 +8,19 @@ locks or tuning checkpoints). Usage, from the repository root:
 
     python benchmarks/grid_snapshot.py runs/bench-full benchmarks/results/bench-full  # to commit
     python benchmarks/grid_snapshot.py benchmarks/results/bench-full runs/bench-full  # to resume
+
+``--merge`` folds a subset grid (``bench --models/--tasks/--seeds/--downsample`` in its own folder, the same
+settings otherwise) into the full grid's folder: its runs and studies (best.json entries merged),
+not its protocol or reports; then every run of the full folder whose parameter count is not its
+cell's as planned now moves to ``stale/`` (``bench.grid.retire_stale``), and the full folder's
+table, results.json and plots are written again:
+
+    python benchmarks/grid_snapshot.py --merge runs/bench-qlam benchmarks/results/bench-full
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 import sys
@@ -49,9 +58,68 @@ def snapshot(src: Path, dst: Path) -> list[Path]:
     return copied
 
 
+SUBSET = ("models", "tasks", "seeds", "downsample")
+"""Protocol fields a subset grid may narrow; every other result setting must match to merge."""
+
+
+def merge(src: Path, dst: Path) -> list[str]:
+    """Fold subset grid ``src`` into full grid ``dst`` (see the module docstring); returns what
+    it did, a line each. Refuses (SystemExit, one line) grids of other settings."""
+    from dataclasses import fields
+
+    from qlam_qiskit.bench.grid import plan, retire_stale
+    from qlam_qiskit.bench.protocol import Protocol, results_settings
+    from qlam_qiskit.bench.report import summarise
+
+    load = lambda d: json.loads((d / "protocol.json").read_text())  # noqa: E731
+    a, b = load(src), load(dst)
+    same = lambda p: {k: v for k, v in results_settings(p).items()  # noqa: E731
+                      if k not in SUBSET + ("name", "about")}
+    if same(a) != same(b):
+        sys.exit(f"{src} and {dst} hold grids of other settings: only {', '.join(SUBSET)} may "
+                 "differ to merge")
+    copied = [p for p in files(src) if p.parts[0] in ("runs", "tune") and p.name != "best.json"]
+    for rel in copied:
+        target = dst / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + ".tmp")
+        if rel.suffix == ".db":
+            with sqlite3.connect(src / rel) as x, sqlite3.connect(tmp) as y:
+                x.backup(y)
+            x.close(), y.close()
+        else:
+            shutil.copyfile(src / rel, tmp)
+        tmp.replace(target)
+    best_src, best_dst = src / "tune" / "best.json", dst / "tune" / "best.json"
+    if best_src.is_file():
+        best = {**(json.loads(best_dst.read_text()) if best_dst.is_file() else {}),
+                **json.loads(best_src.read_text())}
+        tmp = best_dst.with_name("best.json.tmp")
+        tmp.write_text(json.dumps(best, indent=2) + "\n")
+        tmp.replace(best_dst)
+    for stale in dst.glob("runs/*/checkpoint.pt"):
+        if (stale.parent / "result.json").exists():
+            stale.unlink()
+    known = {f.name for f in fields(Protocol)}
+    protocol = Protocol(**{k: tuple(v) if isinstance(v, list) else v for k, v in b.items()
+                           if k in known})
+    moved = retire_stale(plan(protocol), protocol, dst)
+    summarise(dst, protocol)
+    return [f"merged {len(copied)} files from {src} into {dst}", *moved,
+            f"wrote {dst / 'table.md'}"]
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 3 or not (Path(sys.argv[1]) / "protocol.json").is_file():
-        sys.exit("usage: python benchmarks/grid_snapshot.py GRID_FOLDER DESTINATION "
-                 "(GRID_FOLDER: a bench --out folder, with its protocol.json)")
-    done = snapshot(Path(sys.argv[1]), Path(sys.argv[2]))
-    print(f"copied {len(done)} files from {sys.argv[1]} to {sys.argv[2]}")
+    args = sys.argv[1:]
+    merging = args[:1] == ["--merge"]
+    args = args[1:] if merging else args
+    if len(args) != 2 or not (Path(args[0]) / "protocol.json").is_file() or \
+            (merging and not (Path(args[1]) / "protocol.json").is_file()):
+        sys.exit("usage: python benchmarks/grid_snapshot.py [--merge] GRID_FOLDER DESTINATION "
+                 "(GRID_FOLDER: a bench --out folder, with its protocol.json; with --merge, "
+                 "DESTINATION is the full grid's folder, with its own)")
+    if merging:
+        print("\n".join(merge(Path(args[0]), Path(args[1]))))
+    else:
+        done = snapshot(Path(args[0]), Path(args[1]))
+        print(f"copied {len(done)} files from {args[0]} to {args[1]}")

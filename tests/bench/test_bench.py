@@ -157,6 +157,40 @@ def test_a_snapshot_of_a_grid_resumes_elsewhere(grid, tmp_path: Path) -> None:
     assert bad.returncode != 0 and "usage" in bad.stderr and "Traceback" not in bad.stderr
 
 
+def test_a_subset_grid_merges_into_the_full_one(grid, tmp_path: Path) -> None:
+    """grid_snapshot.py --merge: a subset grid's runs join the full folder, a run there of an
+    earlier model moves to stale/, the table is written again; other settings are refused."""
+    root, out, args = grid
+    script = Path(__file__).parents[2] / "benchmarks" / "grid_snapshot.py"
+    full = tmp_path / "full"
+    shutil.copytree(out, full)
+    res_path = full / "runs" / "smnist-d4-qlam-s0" / "result.json"
+    old = json.loads(res_path.read_text())
+    res_path.write_text(json.dumps({**old, "num_params": old["num_params"] - 7}))
+    sub = tmp_path / "sub"
+    opts = {"--models": "gru", "--seeds": "1", "--downsample": "7", "--out": sub}
+    res = _bench(*[opts.get(prev, a) for prev, a in zip([None] + args, args)])
+    assert res.exit_code == 0, res.output
+    done = subprocess.run([sys.executable, str(script), "--merge", str(sub), str(full)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "smnist-d4-qlam-s0: its run has" in done.stdout
+    assert (full / "stale" / f"smnist-d4-qlam-s0-{old['num_params'] - 7}p").is_dir()
+    assert (full / "runs" / "smnist-d7-gru-s1" / "result.json").is_file()
+    rows = {(r["model"], r["seq_len"]): r for r in
+            json.loads((full / "results.json").read_text())["rows"]}
+    assert rows[("gru", 16)]["seeds"] == 2 and ("qlam", 49) not in rows
+    assert json.loads((full / "protocol.json").read_text()) == \
+        json.loads((out / "protocol.json").read_text())  # the full grid's own, kept
+    other = tmp_path / "other"
+    shutil.copytree(sub, other)
+    proto = json.loads((other / "protocol.json").read_text())
+    (other / "protocol.json").write_text(json.dumps({**proto, "epochs": 3}))
+    bad = subprocess.run([sys.executable, str(script), "--merge", str(other), str(full)],
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "other settings" in bad.stderr and "Traceback" not in bad.stderr
+
+
 def test_other_settings_in_the_same_folder_are_refused(grid) -> None:
     _, out, args = grid
     res = _bench(*[a if a != "1" else "2" for a in args])  # --epochs 2
