@@ -9,11 +9,11 @@ locks or tuning checkpoints). Usage, from the repository root:
     python benchmarks/grid_snapshot.py runs/bench-full benchmarks/results/bench-full  # to commit
     python benchmarks/grid_snapshot.py benchmarks/results/bench-full runs/bench-full  # to resume
 
-``--merge`` folds a subset grid (``bench --models/--tasks/--seeds/--downsample`` in its own folder, the same
-settings otherwise) into the full grid's folder: its runs and studies (best.json entries merged),
-not its protocol or reports; then every run of the full folder whose parameter count is not its
-cell's as planned now moves to ``stale/`` (``bench.grid.retire_stale``), and the full folder's
-table, results.json and plots are written again:
+``--merge`` folds a subset grid (``bench --models/--tasks/--seeds/--downsample`` in its own
+folder, the same settings otherwise) into the full grid's folder: its runs and studies (best.json
+entries merged), not its protocol or reports; then every run of the full folder whose parameter
+count is not its cell's as planned now moves to ``stale/`` (``bench.grid.retire_stale``), and
+the full folder's table, results.json and plots are written again:
 
     python benchmarks/grid_snapshot.py --merge runs/bench-qlam benchmarks/results/bench-full
 """
@@ -37,21 +37,27 @@ def files(src: Path) -> list[Path]:
     return sorted(p.relative_to(src) for p in found if p.is_file())
 
 
+def copy(src: Path, dst: Path, rel: Path) -> None:
+    """src/rel to dst/rel through a temporary name, so a cut-short copy never leaves half a
+    file; a study's sqlite file through sqlite's backup (a study may be writing it)."""
+    target = dst / rel
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".tmp")
+    if rel.suffix == ".db":
+        with sqlite3.connect(src / rel) as a, sqlite3.connect(tmp) as b:
+            a.backup(b)
+        a.close(), b.close()
+    else:
+        shutil.copyfile(src / rel, tmp)
+    tmp.replace(target)
+
+
 def snapshot(src: Path, dst: Path) -> list[Path]:
     """Copy ``files(src)`` into ``dst`` (each written to a temporary name, then renamed, so a
     cut-short copy never leaves half a file); drop checkpoints of runs finished since."""
     copied = files(src)
     for rel in copied:
-        target = dst / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".tmp")
-        if rel.suffix == ".db":  # a study may be writing: sqlite's backup copies a consistent state
-            with sqlite3.connect(src / rel) as a, sqlite3.connect(tmp) as b:
-                a.backup(b)
-            a.close(), b.close()
-        else:
-            shutil.copyfile(src / rel, tmp)
-        tmp.replace(target)
+        copy(src, dst, rel)
     for stale in dst.glob("runs/*/checkpoint.pt"):
         if (stale.parent / "result.json").exists():
             stale.unlink()
@@ -80,16 +86,7 @@ def merge(src: Path, dst: Path) -> list[str]:
                  "differ to merge")
     copied = [p for p in files(src) if p.parts[0] in ("runs", "tune") and p.name != "best.json"]
     for rel in copied:
-        target = dst / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".tmp")
-        if rel.suffix == ".db":
-            with sqlite3.connect(src / rel) as x, sqlite3.connect(tmp) as y:
-                x.backup(y)
-            x.close(), y.close()
-        else:
-            shutil.copyfile(src / rel, tmp)
-        tmp.replace(target)
+        copy(src, dst, rel)
     best_src, best_dst = src / "tune" / "best.json", dst / "tune" / "best.json"
     if best_src.is_file():
         best = {**(json.loads(best_dst.read_text()) if best_dst.is_file() else {}),

@@ -30,7 +30,7 @@ from .transfer import _rotate, rotation_pairs
 
 try:
     from numba import njit, prange
-    from .transfer import _copy_rows, _rotate_rows
+    from .transfer import _angle_grads, _copy_rows, _previous, _rotate_rows
 except ImportError:  # pragma: no cover - numba is a dependency
     njit = None
 
@@ -154,15 +154,7 @@ if njit is not None:
                 gi, oi = gr[i], g_out[h, i, t]
                 for b in range(b_):
                     gi[b] += oi[b]  # total gradient at r_t
-            if t > 0:
-                for j in range(nn):
-                    aj, sj = a[j], states[h, j, t - 1]
-                    for b in range(b_):
-                        aj[b] = sj[b]
-            else:
-                for j in range(nn):
-                    for b in range(b_):
-                        a[j, b] = r0[j]
+            _previous(a, states, h, t, r0)
             if ycos.shape[0]:
                 _rotate_rows(a, ycos[t, h], ysin[t, h], zx, 1.0)
                 _copy_rows(a, a1)
@@ -200,26 +192,10 @@ if njit is not None:
                 for j in range(nn):
                     acc[i, j] += outer[i, j]
             np.dot(mt[h], gr, ga)  # gradient at a_t: Rᵀ g_u
-            for q in range(n):  # d a / d δ_q = J_q a, J_q (x, y) = (-y, x)
-                gth = g_theta[t, h, q]
-                for b in range(b_):
-                    gth[b] = 0.0
-                for i in range(rot.shape[1]):
-                    ix, iy = rot[q, i, 0], rot[q, i, 1]
-                    vx, vy, ax, ay = ga[ix], ga[iy], a[ix], a[iy]
-                    for b in range(b_):
-                        gth[b] += vy[b] * ax[b] - vx[b] * ay[b]
+            _angle_grads(g_theta[t, h], ga, a, rot)
             _rotate_rows(ga, cos[t, h], sin[t, h], rot, -1.0)  # Rz(δ)ᵀ = Rz(-δ)
             if ycos.shape[0]:  # the RY stage: its angles' gradient from a1, then Ry(-a)
-                for q in range(n):
-                    gy = g_ry[t, h, q]
-                    for b in range(b_):
-                        gy[b] = 0.0
-                    for i in range(zx.shape[1]):
-                        iz, ix = zx[q, i, 0], zx[q, i, 1]
-                        vz, vx, az, ax = ga[iz], ga[ix], a1[iz], a1[ix]
-                        for b in range(b_):
-                            gy[b] += vx[b] * az[b] - vz[b] * ax[b]
+                _angle_grads(g_ry[t, h], ga, a1, zx)
                 _rotate_rows(ga, ycos[t, h], ysin[t, h], zx, -1.0)
             gr, ga = ga, gr
 

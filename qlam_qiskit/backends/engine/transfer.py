@@ -131,6 +131,35 @@ if njit is not None:
                     rx[b] = cq[b] * x - sign * sq[b] * y
                     ry[b] = sign * sq[b] * x + cq[b] * y
 
+    @njit(cache=True, inline="always")
+    def _previous(dst, states, h, t, r0):  # pragma: no cover - compiled
+        """dst (N, B) = memory h's state before token t: states[h, :, t - 1], or r0 at t = 0.
+        Row by row: states[h, :, t - 1] is a strided view, which numba does not vectorise
+        (several times slower copied whole)."""
+        if t > 0:
+            for j in range(dst.shape[0]):
+                dj, sj = dst[j], states[h, j, t - 1]
+                for b in range(dst.shape[1]):
+                    dj[b] = sj[b]
+        else:
+            for j in range(dst.shape[0]):
+                for b in range(dst.shape[1]):
+                    dst[j, b] = r0[j]
+
+    @njit(cache=True, inline="always")
+    def _angle_grads(g_angle, ga, a, pairs):  # pragma: no cover - compiled
+        """g_angle (n, B): the gradient of the angles that rotated the pairs of every qubit q
+        into a (N, B), given the gradient ga at a: d a / d δ_q = J_q a, J_q (x, y) = (-y, x)."""
+        for q in range(pairs.shape[0]):
+            gq = g_angle[q]
+            for b in range(gq.shape[0]):
+                gq[b] = 0.0
+            for k in range(pairs.shape[1]):
+                ix, iy = pairs[q, k, 0], pairs[q, k, 1]
+                vx, vy, ax, ay = ga[ix], ga[iy], a[ix], a[iy]
+                for b in range(gq.shape[0]):
+                    gq[b] += vy[b] * ax[b] - vx[b] * ay[b]
+
     @njit(cache=True)
     def _scan_memory(h, r0, cos, sin, s, pairs, out):  # pragma: no cover - compiled
         """Memory h over the whole batch: r_t = S_h Rz(δ_t) r_{t-1}, (N, B) per token, one BLAS
@@ -172,30 +201,14 @@ if njit is not None:
                 gi, oi = g[i], g_out[h, i, t]
                 for b in range(b_):
                     gi[b] += oi[b]  # total gradient at r_t
-            if t > 0:  # row by row: states[h, :, t - 1] is a strided view, which numba
-                for j in range(nn):  # does not vectorise (several times slower here)
-                    aj, sj = a[j], states[h, j, t - 1]
-                    for b in range(b_):
-                        aj[b] = sj[b]
-            else:
-                for j in range(nn):
-                    for b in range(b_):
-                        a[j, b] = r0[j]
+            _previous(a, states, h, t, r0)
             _rotate_rows(a, cos[t, h], sin[t, h], pairs, 1.0)
             np.dot(g, a.T, outer)  # Σ_b g_t a_tᵀ: BLAS
             for i in range(nn):
                 for j in range(nn):
                     acc[i, j] += outer[i, j]
             np.dot(st[h], g, ga)  # gradient at a_t: Sᵀ g_t
-            for q in range(pairs.shape[0]):  # d a / d δ_q = J_q a, J_q (x, y) = (-y, x)
-                gq = g_theta[t, h, q]
-                for b in range(b_):
-                    gq[b] = 0.0
-                for k in range(pairs.shape[1]):
-                    ix, iy = pairs[q, k, 0], pairs[q, k, 1]
-                    vx, vy, ax, ay = ga[ix], ga[iy], a[ix], a[iy]
-                    for b in range(b_):
-                        gq[b] += vy[b] * ax[b] - vx[b] * ay[b]
+            _angle_grads(g_theta[t, h], ga, a, pairs)
             _rotate_rows(ga, cos[t, h], sin[t, h], pairs, -1.0)  # Rz(δ)ᵀ = Rz(-δ)
             g, ga = ga, g
 
