@@ -114,11 +114,15 @@ def test_kernel_bit_identical_across_calls_and_thread_counts():
             assert torch.equal(a, c)
 
 
-def layer(selective: bool = True, heads: int = 2) -> DampedQLAMLayer:
+def layer(selective: bool = True, heads: int = 2, encoding: str = "rz") -> DampedQLAMLayer:
     torch.manual_seed(0)
-    return DampedQLAMLayer(3, 4, heads=heads, cell=CellConfig(qubits=2), dtype="complex128",
-                           dt_min=0.3, dt_max=1.0, rate_min=0.05, rate_max=0.5,
-                           selective=selective).double()
+    return DampedQLAMLayer(3, 4, heads=heads, cell=CellConfig(qubits=2, encoding=encoding),
+                           dtype="complex128", dt_min=0.3, dt_max=1.0, rate_min=0.05,
+                           rate_max=0.5, selective=selective).double()
+
+
+CHANNELS = pytest.mark.parametrize("encoding, selective", [("rz", True), ("ry_rz", False),
+                                                           ("ry_rz", True)])
 
 
 def test_selective_layer_starts_as_the_damped_one_and_then_differs():
@@ -133,10 +137,12 @@ def test_selective_layer_starts_as_the_damped_one_and_then_differs():
     assert not torch.allclose(sel(x), plain(x), atol=1e-3)
 
 
-def test_step_streams_the_same_outputs_as_forward():
-    lay = layer()
+@CHANNELS
+def test_step_streams_the_same_outputs_as_forward(encoding, selective):
+    lay = layer(selective, encoding=encoding)
     with torch.no_grad():
-        lay.select.weight.normal_()
+        for p in lay.parameters():
+            p.add_(0.3 * torch.randn_like(p))
     x = torch.randn(3, 6, 3, dtype=torch.float64)
     full = lay(x)
     state, outs = lay.default_state(3), []
@@ -147,10 +153,12 @@ def test_step_streams_the_same_outputs_as_forward():
 
 
 @needs_numba
-def test_layer_kernel_and_reference_paths_agree(monkeypatch):
-    lay = layer(heads=3)
+@CHANNELS
+def test_layer_kernel_and_reference_paths_agree(encoding, selective, monkeypatch):
+    lay = layer(selective, heads=3, encoding=encoding)
     with torch.no_grad():
-        lay.select.weight.normal_()
+        for p in lay.parameters():
+            p.add_(0.3 * torch.randn_like(p))
     x = torch.randn(5, 7, 3, dtype=torch.float64)
 
     def run():
@@ -165,7 +173,7 @@ def test_layer_kernel_and_reference_paths_agree(monkeypatch):
     assert torch.allclose(fast, ref, atol=ATOL)
     for k in g_ref:
         assert torch.allclose(g_fast[k], g_ref[k], atol=1e-10), k
-    assert g_fast["select.weight"].abs().sum() > 0
+    assert not selective or g_fast["select.weight"].abs().sum() > 0
 
 
 def test_classifier_option_trains_select_and_runs_on_primitives_hardware_shape():
