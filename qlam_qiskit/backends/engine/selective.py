@@ -137,15 +137,16 @@ if njit is not None:
     def _scan_memory_back(h, r0, cos, sin, ycos, ysin, s, k, g, m, mt, rot, zx, zp, states,
                           g_out, g_theta, g_ry, g_rate, g_m):  # pragma: no cover - compiled
         """Memory h backwards. Per token: a = Rz(δ_t) [Ry(a_t)] r_{t-1} from the states, u = R a
-        (one BLAS call), the damping redone qubit by qubit (w_q: the vector before qubit q's)
-        and undone in reverse for g_ρ, then g_R += g_u aᵀ, g_a = Rᵀ g_u, g_δ, back through
-        Rz(-δ) (and g of the RY angles, back through Ry(-a)) to g_{t-1}."""
+        (one BLAS call), g_u = A(ρ_t)ᵀ g_t, and g_ρq = g_u · B_q u: d A / d ρ_q = A B_q, where
+        B_q acts on qubit q's Pauli letter alone ((I, X, Y, Z) -> (0, -x/2, -y/2, i - z)) and
+        commutes with A; then g_R += g_u aᵀ, g_a = Rᵀ g_u, g_δ, back through Rz(-δ) (and g of
+        the RY angles, back through Ry(-a)) to g_{t-1}."""
         nn, b_, n = r0.shape[0], cos.shape[3], rot.shape[0]
         gr = np.zeros((nn, b_), r0.dtype)
         ga = np.empty((nn, b_), r0.dtype)
         a = np.empty((nn, b_), r0.dtype)
         a1 = np.empty((nn, b_), r0.dtype)  # Ry(a_t) r_{t-1}, before the RZs
-        w = np.empty((n + 1, nn, b_), r0.dtype)
+        u = np.empty((nn, b_), r0.dtype)
         outer = np.empty((nn, nn), r0.dtype)
         acc = g_m[h]
         acc[:] = 0.0
@@ -159,34 +160,28 @@ if njit is not None:
                 _rotate_rows(a, ycos[t, h], ysin[t, h], zx, 1.0)
                 _copy_rows(a, a1)
             _rotate_rows(a, cos[t, h], sin[t, h], rot, 1.0)
-            np.dot(m[h], a, w[0])  # u = R a
-            for q in range(n):  # w[q + 1] = A_q w[q]
-                _copy_rows(w[q], w[q + 1])
+            np.dot(m[h], a, u)  # u = R a, the state before the damping
+            for q in range(n):  # gr: gradient at r_t -> at u, through A(ρ_t)ᵀ
                 sq, kq, gq = s[t, h, q], k[t, h, q], g[t, h, q]
-                wn = w[q + 1]
                 for i in range(rot.shape[1]):
-                    rx, ry = wn[rot[q, i, 0]], wn[rot[q, i, 1]]
-                    rz, ri = wn[zp[q, i, 0]], wn[zp[q, i, 1]]
+                    gx, gy = gr[rot[q, i, 0]], gr[rot[q, i, 1]]
+                    gz, gi = gr[zp[q, i, 0]], gr[zp[q, i, 1]]
                     for b in range(b_):
-                        rx[b] *= sq[b]
-                        ry[b] *= sq[b]
-                        rz[b] = kq[b] * rz[b] + gq[b] * ri[b]
-            for q in range(n - 1, -1, -1):  # gr: gradient at w[q + 1] -> at w[q]
-                sq, kq, gq = s[t, h, q], k[t, h, q], g[t, h, q]
-                wq, grq = w[q], g_rate[t, h, q]
+                        gi[b] += gq[b] * gz[b]
+                    for b in range(b_):
+                        gz[b] *= kq[b]
+                        gx[b] *= sq[b]
+                        gy[b] *= sq[b]
+            for q in range(n):  # g_ρq = g_u · B_q u (d A / d ρ_q = A B_q, B_q free of ρ)
+                grq = g_rate[t, h, q]
                 for b in range(b_):
                     grq[b] = 0.0
                 for i in range(rot.shape[1]):
                     ix, iy, iz, ii = rot[q, i, 0], rot[q, i, 1], zp[q, i, 0], zp[q, i, 1]
-                    gx, gy, gz, gi = gr[ix], gr[iy], gr[iz], gr[ii]
-                    wx, wy, wz, wi = wq[ix], wq[iy], wq[iz], wq[ii]
-                    for b in range(b_):  # d/dρ: s -> -s/2, k -> -k, 1 - k -> k
-                        grq[b] += (kq[b] * gz[b] * (wi[b] - wz[b])
-                                   - 0.5 * sq[b] * (gx[b] * wx[b] + gy[b] * wy[b]))
-                        gi[b] += gq[b] * gz[b]
-                        gz[b] *= kq[b]
-                        gx[b] *= sq[b]
-                        gy[b] *= sq[b]
+                    gx, gy, gz = gr[ix], gr[iy], gr[iz]
+                    ux, uy, uz, ui = u[ix], u[iy], u[iz], u[ii]
+                    for b in range(b_):
+                        grq[b] += gz[b] * (ui[b] - uz[b]) - (gx[b] * ux[b] + gy[b] * uy[b]) / 2
             np.dot(gr, a.T, outer)  # Σ_b g_u a_tᵀ: BLAS
             for i in range(nn):
                 for j in range(nn):
