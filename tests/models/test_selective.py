@@ -9,7 +9,7 @@ import torch
 from qiskit.quantum_info import DensityMatrix, Kraus, Operator, random_unitary
 
 from qlam_qiskit.backends.engine import selective, transfer
-from qlam_qiskit.backends.engine.selective import (damping_pairs, rz_damped_scan,
+from qlam_qiskit.backends.engine.selective import (damping_pairs, ry_pairs, rz_damped_scan,
                                                    rz_damped_scan_ref)
 from qlam_qiskit.backends.engine.transfer import (damping_transfer, pauli_matrices, plus_state,
                                                   rz_transfer_scan, unitary_transfer)
@@ -68,21 +68,35 @@ def _case(n: int, t: int, b: int, h: int, dtype: torch.dtype):
     return plus_state(n, dtype), theta, rate, m, w
 
 
-def _scan_and_grads(fn, r0, theta, rate, m, w):
-    out = fn(r0, theta, rate, m)
-    return (out.detach().clone(), *torch.autograd.grad((out * w).sum(), (theta, rate, m)))
+def _scan_and_grads(fn, r0, theta, rate, m, w, ry=None):
+    out = fn(r0, theta, rate, m, ry)
+    wrt = (theta, rate, m) + ((ry,) if ry is not None else ())
+    return (out.detach().clone(), *torch.autograd.grad((out * w).sum(), wrt))
+
+
+def test_ry_pairs_share_the_x_rows_of_the_rz_pairs():
+    """The kernel turns each qubit's (X, Y, Z) rows at once: RY's (Z, X) pairs and RZ's (X, Y)
+    pairs must list the same strings in the same order."""
+    for n in (1, 2, 3):
+        rot, zx = transfer.rotation_pairs(n), ry_pairs(n)
+        assert (zx[..., 1] == rot[..., 0]).all()
+        assert (((zx[..., 0] // 4 ** np.arange(n)[:, None]) % 4) == 3).all()
 
 
 @needs_numba
 @pytest.mark.parametrize("n, b", [(1, 5), (2, 33), (2, 1), (3, 5)])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
-def test_kernel_matches_reference_forward_and_backward(n, b, dtype):
-    """Values, g_θ, g_ρ and g_R of the numba scan against plain autograd, ragged batches."""
+@pytest.mark.parametrize("with_ry", [False, True], ids=["rz", "ry_rz"])
+def test_kernel_matches_reference_forward_and_backward(n, b, dtype, with_ry):
+    """Values, g_θ, g_ρ, g_R (and g of the RY angles) of the numba scan against plain
+    autograd, ragged batches."""
     case = _case(n, 9, b, 3, dtype)
-    want = _scan_and_grads(rz_damped_scan_ref, *case)
-    got = _scan_and_grads(rz_damped_scan, *case)
+    ry = torch.randn(case[1].shape, dtype=dtype, generator=torch.Generator().manual_seed(b),
+                     requires_grad=True) if with_ry else None
+    want = _scan_and_grads(rz_damped_scan_ref, *case, ry)
+    got = _scan_and_grads(rz_damped_scan, *case, ry)
     tol = 1e-10 if dtype == torch.float64 else 1e-5
-    for name, a, c in zip(("states", "g_theta", "g_rate", "g_m"), got, want):
+    for name, a, c in zip(("states", "g_theta", "g_rate", "g_m", "g_ry"), got, want):
         assert a.shape == c.shape and a.dtype == c.dtype, name
         rel = ((a - c).abs().max() / c.abs().max()).item()
         assert rel < tol, f"{name}: {rel:.1e}"

@@ -35,6 +35,8 @@ except ImportError:  # pragma: no cover - numba is a dependency
     njit = None
 
 Tensor = torch.Tensor
+HALF = np.float32(0.5)
+"""1/2 in the kernels: float32 keeps float32 loops in float32 (exact in float64 ones too)."""
 
 
 def ry_pairs(n: int) -> np.ndarray:
@@ -104,6 +106,48 @@ if njit is not None:
                     ry[b] *= sq[b]
                     rz[b] = kq[b] * rz[b] + gq[b] * ri[b]
 
+    @njit(cache=True, inline="always")
+    def _rotate_triples(dst, yc, ys, zc, zs, rot, zx):  # pragma: no cover - compiled
+        """dst = Π_q Rz(b_q) Ry(a_q) dst in place, one pass over each qubit's (X, Y, Z) rows
+        (the qubits' blocks commute): yc, ys = cos, sin of the RY angles, zc, zs of the RZ
+        angles (n, B)."""
+        for q in range(rot.shape[0]):
+            ca, sa, cb, sb = yc[q], ys[q], zc[q], zs[q]
+            for i in range(rot.shape[1]):
+                rx, ry, rz = dst[rot[q, i, 0]], dst[rot[q, i, 1]], dst[zx[q, i, 0]]
+                for b in range(dst.shape[1]):
+                    x, y, z = rx[b], ry[b], rz[b]
+                    x1 = sa[b] * z + ca[b] * x  # RY on (z, x)
+                    rz[b] = ca[b] * z - sa[b] * x
+                    rx[b] = cb[b] * x1 - sb[b] * y  # then RZ on (x, y)
+                    ry[b] = sb[b] * x1 + cb[b] * y
+
+    @njit(cache=True, inline="always")
+    def _triples_back(ga, a, yc, ys, zc, zs, rot, zx, g_a, g_b):  # pragma: no cover - compiled
+        """From the gradient ga at a = Π_q Rz(b_q) Ry(a_q) a_0 (both (N, B)): the angles'
+        gradients g_a, g_b (n, B), and ga, a turned back to a_0's frame in place, qubit by qubit
+        (the formulas hold in any frame where both carry the same other qubits' blocks)."""
+        for q in range(rot.shape[0]):
+            ca, sa, cb, sb = yc[q], ys[q], zc[q], zs[q]
+            gaq, gbq = g_a[q], g_b[q]
+            for b in range(ga.shape[1]):
+                gaq[b] = 0.0
+                gbq[b] = 0.0
+            for i in range(rot.shape[1]):
+                ix, iy, iz = rot[q, i, 0], rot[q, i, 1], zx[q, i, 0]
+                vx, vy, vz, ax, ay, az = ga[ix], ga[iy], ga[iz], a[ix], a[iy], a[iz]
+                for b in range(ga.shape[1]):
+                    gbq[b] += vy[b] * ax[b] - vx[b] * ay[b]  # d/db (x, y) = (-y, x)
+                    x1 = cb[b] * ax[b] + sb[b] * ay[b]  # Rz(-b): back to after the RY
+                    y1 = cb[b] * ay[b] - sb[b] * ax[b]
+                    gx1 = cb[b] * vx[b] + sb[b] * vy[b]
+                    gy1 = cb[b] * vy[b] - sb[b] * vx[b]
+                    gaq[b] += gx1 * az[b] - vz[b] * x1  # d/da (z, x) = (-x, z)
+                    z0 = ca[b] * az[b] + sa[b] * x1  # Ry(-a) on (z, x)
+                    gz0 = ca[b] * vz[b] + sa[b] * gx1
+                    ax[b], ay[b], az[b] = ca[b] * x1 - sa[b] * az[b], y1, z0
+                    vx[b], vy[b], vz[b] = ca[b] * gx1 - sa[b] * vz[b], gy1, gz0
+
     @njit(cache=True)
     def _scan_memory(h, r0, cos, sin, ycos, ysin, s, k, g, m, rot, zx, zp,
                      out):  # pragma: no cover - compiled
@@ -118,8 +162,9 @@ if njit is not None:
         for t in range(cos.shape[0]):
             _copy_rows(r, a)
             if ycos.shape[0]:
-                _rotate_rows(a, ycos[t, h], ysin[t, h], zx, 1.0)
-            _rotate_rows(a, cos[t, h], sin[t, h], rot, 1.0)
+                _rotate_triples(a, ycos[t, h], ysin[t, h], cos[t, h], sin[t, h], rot, zx)
+            else:
+                _rotate_rows(a, cos[t, h], sin[t, h], rot, False)
             np.dot(m[h], a, r)  # (N, N) @ (N, B)
             _damp_rows(r, s[t, h], k[t, h], g[t, h], rot, zp)
             for j in range(nn):
@@ -136,16 +181,16 @@ if njit is not None:
     @njit(cache=True)
     def _scan_memory_back(h, r0, cos, sin, ycos, ysin, s, k, g, m, mt, rot, zx, zp, states,
                           g_out, g_theta, g_ry, g_rate, g_m):  # pragma: no cover - compiled
-        """Memory h backwards. Per token: a = Rz(δ_t) [Ry(a_t)] r_{t-1} from the states, u = R a
+        """Memory h backwards. Per token: a = Rz(δ_t) [Ry(a_t)] r_{t-1} from the states (the RY
+        and RZ of a qubit in one pass, ``_rotate_triples``), u = R a
         (one BLAS call), g_u = A(ρ_t)ᵀ g_t, and g_ρq = g_u · B_q u: d A / d ρ_q = A B_q, where
         B_q acts on qubit q's Pauli letter alone ((I, X, Y, Z) -> (0, -x/2, -y/2, i - z)) and
-        commutes with A; then g_R += g_u aᵀ, g_a = Rᵀ g_u, g_δ, back through Rz(-δ) (and g of
-        the RY angles, back through Ry(-a)) to g_{t-1}."""
+        commutes with A; then g_R += g_u aᵀ, g_a = Rᵀ g_u, and the input angles' gradients on the
+        way back through the input block to g_{t-1}."""
         nn, b_, n = r0.shape[0], cos.shape[3], rot.shape[0]
         gr = np.zeros((nn, b_), r0.dtype)
         ga = np.empty((nn, b_), r0.dtype)
         a = np.empty((nn, b_), r0.dtype)
-        a1 = np.empty((nn, b_), r0.dtype)  # Ry(a_t) r_{t-1}, before the RZs
         u = np.empty((nn, b_), r0.dtype)
         outer = np.empty((nn, nn), r0.dtype)
         acc = g_m[h]
@@ -157,9 +202,9 @@ if njit is not None:
                     gi[b] += oi[b]  # total gradient at r_t
             _previous(a, states, h, t, r0)
             if ycos.shape[0]:
-                _rotate_rows(a, ycos[t, h], ysin[t, h], zx, 1.0)
-                _copy_rows(a, a1)
-            _rotate_rows(a, cos[t, h], sin[t, h], rot, 1.0)
+                _rotate_triples(a, ycos[t, h], ysin[t, h], cos[t, h], sin[t, h], rot, zx)
+            else:
+                _rotate_rows(a, cos[t, h], sin[t, h], rot, False)
             np.dot(m[h], a, u)  # u = R a, the state before the damping
             for q in range(n):  # gr: gradient at r_t -> at u, through A(ρ_t)ᵀ
                 sq, kq, gq = s[t, h, q], k[t, h, q], g[t, h, q]
@@ -181,17 +226,18 @@ if njit is not None:
                     gx, gy, gz = gr[ix], gr[iy], gr[iz]
                     ux, uy, uz, ui = u[ix], u[iy], u[iz], u[ii]
                     for b in range(b_):
-                        grq[b] += gz[b] * (ui[b] - uz[b]) - (gx[b] * ux[b] + gy[b] * uy[b]) / 2
+                        grq[b] += gz[b] * (ui[b] - uz[b]) - (gx[b] * ux[b] + gy[b] * uy[b]) * HALF
             np.dot(gr, a.T, outer)  # Σ_b g_u a_tᵀ: BLAS
             for i in range(nn):
                 for j in range(nn):
                     acc[i, j] += outer[i, j]
             np.dot(mt[h], gr, ga)  # gradient at a_t: Rᵀ g_u
-            _angle_grads(g_theta[t, h], ga, a, rot)
-            _rotate_rows(ga, cos[t, h], sin[t, h], rot, -1.0)  # Rz(δ)ᵀ = Rz(-δ)
-            if ycos.shape[0]:  # the RY stage: its angles' gradient from a1, then Ry(-a)
-                _angle_grads(g_ry[t, h], ga, a1, zx)
-                _rotate_rows(ga, ycos[t, h], ysin[t, h], zx, -1.0)
+            if ycos.shape[0]:  # the angles' gradients and ga back through the input block
+                _triples_back(ga, a, ycos[t, h], ysin[t, h], cos[t, h], sin[t, h], rot, zx,
+                              g_ry[t, h], g_theta[t, h])
+            else:
+                _angle_grads(g_theta[t, h], ga, a, rot)
+                _rotate_rows(ga, cos[t, h], sin[t, h], rot, True)  # Rz(δ)ᵀ = Rz(-δ)
             gr, ga = ga, gr
 
     @njit(parallel=True, cache=True)

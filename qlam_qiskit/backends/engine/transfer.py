@@ -120,16 +120,23 @@ if njit is not None:
                 dj[b] = sj[b]
 
     @njit(cache=True, inline="always")
-    def _rotate_rows(dst, c, s, pairs, sign):  # pragma: no cover - compiled
-        """dst = Rz(sign·δ) dst in place on every lane: dst (N, B), cos/sin c, s (n, B)."""
+    def _rotate_rows(dst, c, s, pairs, inverse):  # pragma: no cover - compiled
+        """dst = Rz(δ) dst (Rz(-δ) if ``inverse``) in place on every lane: dst (N, B), cos/sin
+        c, s (n, B). All in dst's precision: a float64 constant in the loop made it float64."""
         for q in range(pairs.shape[0]):
             cq, sq = c[q], s[q]
             for k in range(pairs.shape[1]):
                 rx, ry = dst[pairs[q, k, 0]], dst[pairs[q, k, 1]]
-                for b in range(dst.shape[1]):
-                    x, y = rx[b], ry[b]
-                    rx[b] = cq[b] * x - sign * sq[b] * y
-                    ry[b] = sign * sq[b] * x + cq[b] * y
+                if inverse:
+                    for b in range(dst.shape[1]):
+                        x, y = rx[b], ry[b]
+                        rx[b] = cq[b] * x + sq[b] * y
+                        ry[b] = cq[b] * y - sq[b] * x
+                else:
+                    for b in range(dst.shape[1]):
+                        x, y = rx[b], ry[b]
+                        rx[b] = cq[b] * x - sq[b] * y
+                        ry[b] = sq[b] * x + cq[b] * y
 
     @njit(cache=True, inline="always")
     def _previous(dst, states, h, t, r0):  # pragma: no cover - compiled
@@ -172,7 +179,7 @@ if njit is not None:
                 r[j, b] = r0[j]
         for t in range(cos.shape[0]):
             _copy_rows(r, a)
-            _rotate_rows(a, cos[t, h], sin[t, h], pairs, 1.0)
+            _rotate_rows(a, cos[t, h], sin[t, h], pairs, False)
             np.dot(s[h], a, r)  # (N, N) @ (N, B)
             for j in range(nn):
                 oj, rj = out[h, j, t], r[j]
@@ -202,14 +209,14 @@ if njit is not None:
                 for b in range(b_):
                     gi[b] += oi[b]  # total gradient at r_t
             _previous(a, states, h, t, r0)
-            _rotate_rows(a, cos[t, h], sin[t, h], pairs, 1.0)
+            _rotate_rows(a, cos[t, h], sin[t, h], pairs, False)
             np.dot(g, a.T, outer)  # Σ_b g_t a_tᵀ: BLAS
             for i in range(nn):
                 for j in range(nn):
                     acc[i, j] += outer[i, j]
             np.dot(st[h], g, ga)  # gradient at a_t: Sᵀ g_t
             _angle_grads(g_theta[t, h], ga, a, pairs)
-            _rotate_rows(ga, cos[t, h], sin[t, h], pairs, -1.0)  # Rz(δ)ᵀ = Rz(-δ)
+            _rotate_rows(ga, cos[t, h], sin[t, h], pairs, True)  # Rz(δ)ᵀ = Rz(-δ)
             g, ga = ga, g
 
     @njit(parallel=True, cache=True)
