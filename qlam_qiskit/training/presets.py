@@ -23,6 +23,9 @@ PRESETS: dict[str, dict] = {"mnist-mini": {"position": True, "train": _TRAIN}}
 # 50.6k parameters, the pure preset's count (benchmarks/design_search, fourth screen, and
 # RESULTS.md, 2026-12-07).
 DAMPED = {"memory": "damped", "qubits": 2, "queries": 3, "encoding": "ry_rz", "selective": True}
+DAMPED_ONLY = ("encoding", "selective")
+"""Preset options that belong to the damped memory: another --memory drops them (a pure memory
+keeps RZ inputs, whose product form the fused kernel runs, and has no damping to select)."""
 for _task in ("smnist", "psmnist", "sfmnist", "scifar10"):
     PRESETS[_task] = {"position": True, "model": DAMPED,
                       "train": {**_TRAIN, "epochs": 10, "batch_size": 32}}
@@ -49,3 +52,11 @@ def preset(task: str, downsample: int = 1, kind: str = "qlam") -> dict:
     model = {**memory, **{k: round(getattr(ModelConfig, k) * scale, 8)  # per token: as 784 / T
                           for k in ("dt_min", "dt_max", "rate_min", "rate_max")}}
     return {"model": model, "train": dict(p["train"]), "position": p["position"]}
+
+
+def with_options(preset_model: dict, given: dict) -> dict:
+    """A preset's model options overridden by the ones given; given another memory than the
+    preset's, the preset's options of its own memory (``DAMPED_ONLY``) are dropped first."""
+    if given.get("memory", preset_model.get("memory")) != preset_model.get("memory"):
+        preset_model = {k: v for k, v in preset_model.items() if k not in DAMPED_ONLY}
+    return {**preset_model, **given}

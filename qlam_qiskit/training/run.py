@@ -34,7 +34,7 @@ from ..models.baselines import BASELINES, BaselineClassifier
 from .distributed import Group, process_group, world_size
 from .loop import TrainConfig, check_device, check_run_space, seed_everything, train
 from .plan import PrimitiveOptions, RunPlan, cell_record, stored_cell, stored_configs
-from .presets import preset
+from .presets import preset, with_options
 from .primitives import train_primitives
 
 MODEL_KINDS = ("qlam",) + BASELINES
@@ -75,7 +75,7 @@ def plan_run(*, spec: DataSpec, backend: str, kind: str = "qlam", model: dict | 
         raise QLAMError(f"{'/'.join(primitives.given())} apply to primitives backends (aer, "
                         "fake_<device>, ...); drop them or choose such a --backend")
     p = preset(spec.task, spec.downsample, kind if b.exact else "primitives")
-    mcfg = ModelConfig(**{**p["model"], **model})
+    mcfg = ModelConfig(**with_options(p["model"], model))
     tcfg = TrainConfig(**{**p["train"], **train, "seed": seed, "device": device})
     out = Path(out) if out else default_out(spec.task)
     if (out / CHECKPOINT).exists():

@@ -51,3 +51,18 @@ def test_full_length_tasks_run_damped_memories_at_the_steps_rates(task, downsamp
     assert m["memory"] == "damped" and m["qubits"] == 2
     assert m["rate_min"] * t == pytest.approx(ModelConfig.rate_min * REFERENCE_LEN, rel=1e-5)
     assert m["rate_max"] / m["rate_min"] == pytest.approx(m["dt_max"] / m["dt_min"], rel=1e-5)
+
+
+def test_another_memory_drops_the_damped_memorys_own_options():
+    """--memory pure on a full-length task: 2-qubit memories with the preset's queries, but RZ
+    inputs and no selective damping (they belong to the damped memory); options given win."""
+    from qlam_qiskit.training.presets import DAMPED_ONLY, with_options
+    m = preset("smnist")["model"]
+    assert all(k in m for k in DAMPED_ONLY)
+    pure = ModelConfig(**with_options(m, {"memory": "pure"}))
+    assert (pure.memory, pure.encoding, pure.selective) == ("pure", "rz", False)
+    assert pure.qubits == m["qubits"] and pure.queries == m["queries"]
+    mine = ModelConfig(**with_options(m, {"memory": "pure", "encoding": "rz_zz"}))
+    assert mine.encoding == "rz_zz"
+    same = ModelConfig(**with_options(m, {"selective": False}))
+    assert (same.memory, same.encoding, same.selective) == ("damped", "ry_rz", False)
