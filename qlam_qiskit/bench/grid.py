@@ -8,6 +8,7 @@ the cells run is the executor's business (``executors.run_grid``: here, or as Ra
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import subprocess
@@ -44,8 +45,10 @@ class Cell:
         return f"{self.task}-d{self.downsample}-{self.model}-s{self.seed}"
 
 
+@functools.lru_cache(maxsize=None)
 def _num_params(kind: str, task: str, downsample: int, d_model: int, gray: bool) -> int:
-    """Parameters of ``kind`` with residual width ``d_model`` on ``task`` (built, then counted)."""
+    """Parameters of ``kind`` with residual width ``d_model`` on ``task`` (built, then counted;
+    cached: planning, width matching and ``retire_stale`` ask for the same models again)."""
     p = preset(task, downsample, kind)
     t, channels = TASK_INFO[task].shape(downsample, gray)
     cfg = ModelConfig(**{**p["model"], "d_model": d_model}, d_input=channels, num_classes=10,

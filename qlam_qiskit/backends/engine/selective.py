@@ -30,7 +30,8 @@ from .transfer import _rotate, rotation_pairs
 
 try:
     from numba import njit, prange
-    from .transfer import _angle_grads, _copy_rows, _previous, _rotate_rows
+    from .transfer import (_add_outer, _add_token_grad, _angle_grads, _copy_rows,
+                           _previous, _rotate_rows)
 except ImportError:  # pragma: no cover - numba is a dependency
     njit = None
 
@@ -196,10 +197,7 @@ if njit is not None:
         acc = g_m[h]
         acc[:] = 0.0
         for t in range(cos.shape[0] - 1, -1, -1):
-            for i in range(nn):
-                gi, oi = gr[i], g_out[h, i, t]
-                for b in range(b_):
-                    gi[b] += oi[b]  # total gradient at r_t
+            _add_token_grad(gr, g_out, h, t)
             _previous(a, states, h, t, r0)
             if ycos.shape[0]:
                 _rotate_triples(a, ycos[t, h], ysin[t, h], cos[t, h], sin[t, h], rot, zx)
@@ -227,10 +225,7 @@ if njit is not None:
                     ux, uy, uz, ui = u[ix], u[iy], u[iz], u[ii]
                     for b in range(b_):
                         grq[b] += gz[b] * (ui[b] - uz[b]) - (gx[b] * ux[b] + gy[b] * uy[b]) * HALF
-            np.dot(gr, a.T, outer)  # Σ_b g_u a_tᵀ: BLAS
-            for i in range(nn):
-                for j in range(nn):
-                    acc[i, j] += outer[i, j]
+            _add_outer(acc, gr, a, outer)  # g_R += g_u a_tᵀ
             np.dot(mt[h], gr, ga)  # gradient at a_t: Rᵀ g_u
             if ycos.shape[0]:  # the angles' gradients and ga back through the input block
                 _triples_back(ga, a, ycos[t, h], ysin[t, h], cos[t, h], sin[t, h], rot, zx,

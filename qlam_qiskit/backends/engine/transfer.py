@@ -154,6 +154,23 @@ if njit is not None:
                     dst[j, b] = r0[j]
 
     @njit(cache=True, inline="always")
+    def _add_token_grad(g, g_out, h, t):  # pragma: no cover - compiled
+        """g (N, B) += the readout's gradient at memory h's state after token t, g_out[h, :, t]:
+        the total gradient at r_t."""
+        for i in range(g.shape[0]):
+            gi, oi = g[i], g_out[h, i, t]
+            for b in range(g.shape[1]):
+                gi[b] += oi[b]
+
+    @njit(cache=True, inline="always")
+    def _add_outer(acc, g, a, outer):  # pragma: no cover - compiled
+        """acc (N, N) += Σ_b g aᵀ over the lanes (one BLAS call into ``outer``)."""
+        np.dot(g, a.T, outer)
+        for i in range(acc.shape[0]):
+            for j in range(acc.shape[1]):
+                acc[i, j] += outer[i, j]
+
+    @njit(cache=True, inline="always")
     def _angle_grads(g_angle, ga, a, pairs):  # pragma: no cover - compiled
         """g_angle (n, B): the gradient of the angles that rotated the pairs of every qubit q
         into a (N, B), given the gradient ga at a: d a / d δ_q = J_q a, J_q (x, y) = (-y, x)."""
@@ -204,16 +221,10 @@ if njit is not None:
         acc = g_s[h]
         acc[:] = 0.0
         for t in range(cos.shape[0] - 1, -1, -1):
-            for i in range(nn):
-                gi, oi = g[i], g_out[h, i, t]
-                for b in range(b_):
-                    gi[b] += oi[b]  # total gradient at r_t
+            _add_token_grad(g, g_out, h, t)
             _previous(a, states, h, t, r0)
             _rotate_rows(a, cos[t, h], sin[t, h], pairs, False)
-            np.dot(g, a.T, outer)  # Σ_b g_t a_tᵀ: BLAS
-            for i in range(nn):
-                for j in range(nn):
-                    acc[i, j] += outer[i, j]
+            _add_outer(acc, g, a, outer)  # g_S += g_t a_tᵀ
             np.dot(st[h], g, ga)  # gradient at a_t: Sᵀ g_t
             _angle_grads(g_theta[t, h], ga, a, pairs)
             _rotate_rows(ga, cos[t, h], sin[t, h], pairs, True)  # Rz(δ)ᵀ = Rz(-δ)
