@@ -24,6 +24,7 @@ from qlam_qiskit.errors import EngineError
 from qlam_qiskit.models import ModelConfig, QLAMClassifier
 from qlam_qiskit.models import damped as damped_module
 from qlam_qiskit.models.damped import DampedQLAMLayer
+from kernelpaths import assert_kernel_matches_reference
 from paulis import pauli_vector
 
 ATOL = 1e-12  # complex128 / float64 throughout these checks
@@ -186,19 +187,8 @@ def test_layer_kernel_and_reference_paths_agree(gate, monkeypatch):
         pytest.skip("numba is not importable: both paths are the reference here")
     lay = layer(2, heads=3, gate=gate)
     x = torch.randn(5, 7, 3, dtype=torch.float64)
-
-    def run():
-        lay.zero_grad()
-        out = lay(x)
-        (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum().backward()
-        return out.detach(), {k: p.grad.clone() for k, p in lay.named_parameters()}
-
-    fast, g_fast = run()
-    monkeypatch.setattr(damped_module, "rz_transfer_scan", rz_transfer_scan_ref)
-    ref, g_ref = run()
-    assert torch.allclose(fast, ref, atol=ATOL)
-    for k in g_ref:
-        assert torch.allclose(g_fast[k], g_ref[k], atol=1e-10), k
+    assert_kernel_matches_reference(lay, x, monkeypatch, damped_module, "rz_transfer_scan",
+                                    rz_transfer_scan_ref, ATOL, 1e-10)
 
 
 def test_classifier_trains_its_damping_and_refuses_bad_cells():

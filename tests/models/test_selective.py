@@ -18,6 +18,7 @@ from qlam_qiskit.models import ModelConfig, QLAMClassifier
 from qlam_qiskit.models import damped as damped_module
 from qlam_qiskit.models.damped import DampedQLAMLayer
 from qlam_qiskit.models.primitive import hardware_problem
+from kernelpaths import assert_kernel_matches_reference
 from paulis import pauli_vector
 
 ATOL = 1e-12
@@ -174,19 +175,8 @@ def test_layer_kernel_and_reference_paths_agree(encoding, selective, monkeypatch
         for p in lay.parameters():
             p.add_(0.3 * torch.randn_like(p))
     x = torch.randn(5, 7, 3, dtype=torch.float64)
-
-    def run():
-        lay.zero_grad()
-        out = lay(x)
-        (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum().backward()
-        return out.detach(), {k: p.grad.clone() for k, p in lay.named_parameters()}
-
-    fast, g_fast = run()
-    monkeypatch.setattr(damped_module, "rz_damped_scan", rz_damped_scan_ref)
-    ref, g_ref = run()
-    assert torch.allclose(fast, ref, atol=ATOL)
-    for k in g_ref:
-        assert torch.allclose(g_fast[k], g_ref[k], atol=1e-10), k
+    g_fast = assert_kernel_matches_reference(lay, x, monkeypatch, damped_module, "rz_damped_scan",
+                                             rz_damped_scan_ref, ATOL, 1e-10)
     assert not selective or g_fast["select.weight"].abs().sum() > 0
 
 
