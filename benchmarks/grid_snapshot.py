@@ -52,15 +52,20 @@ def copy(src: Path, dst: Path, rel: Path) -> None:
     tmp.replace(target)
 
 
+def drop_finished_checkpoints(dst: Path) -> None:
+    """Remove the checkpoints in ``dst`` of runs finished since they were copied."""
+    for stale in dst.glob("runs/*/checkpoint.pt"):
+        if (stale.parent / "result.json").exists():
+            stale.unlink()
+
+
 def snapshot(src: Path, dst: Path) -> list[Path]:
     """Copy ``files(src)`` into ``dst`` (each written to a temporary name, then renamed, so a
     cut-short copy never leaves half a file); drop checkpoints of runs finished since."""
     copied = files(src)
     for rel in copied:
         copy(src, dst, rel)
-    for stale in dst.glob("runs/*/checkpoint.pt"):
-        if (stale.parent / "result.json").exists():
-            stale.unlink()
+    drop_finished_checkpoints(dst)
     return copied
 
 
@@ -94,9 +99,7 @@ def merge(src: Path, dst: Path) -> list[str]:
         tmp = best_dst.with_name("best.json.tmp")
         tmp.write_text(json.dumps(best, indent=2) + "\n")
         tmp.replace(best_dst)
-    for stale in dst.glob("runs/*/checkpoint.pt"):
-        if (stale.parent / "result.json").exists():
-            stale.unlink()
+    drop_finished_checkpoints(dst)
     known = {f.name for f in fields(Protocol)}
     protocol = Protocol(**{k: tuple(v) if isinstance(v, list) else v for k, v in b.items()
                            if k in known})
