@@ -103,8 +103,11 @@ class DampedQLAMLayer(nn.Module):
         return torch.exp(self.log_dt)
 
     def input_angles(self, x: Tensor) -> Tensor:
-        """x (..., d_in) -> the cell's input angles θ (..., H, m) = Δ_h (W x + b)."""
-        return self.proj(x).unflatten(-1, (self.heads, -1)) * self.steps()[:, None]
+        """x (..., d_in) -> the cell's input angles θ (..., H, m) = Δ_h (W x + b), as one linear
+        map with Δ folded into W and b (no pass over (..., H, m) for the product or its grad)."""
+        dt = self.steps().repeat_interleave(self.proj.out_features // self.heads)  # (H·m,)
+        out = nn.functional.linear(x, self.proj.weight * dt[:, None], self.proj.bias * dt)
+        return out.unflatten(-1, (self.heads, -1))
 
     def mixing(self) -> Tensor:
         """The cell's weight angles (H, P) = Δ_h w_h."""
@@ -117,7 +120,9 @@ class DampedQLAMLayer(nn.Module):
 
     def token_rates(self, x: Tensor) -> Tensor:
         """Selective: tokens x (..., d_in) -> each memory qubit's damping rate (..., H, n)."""
-        return torch.exp(self.log_rate + self.select(x).unflatten(-1, (self.heads, -1)))
+        log_rate = nn.functional.linear(x, self.select.weight,
+                                        self.select.bias + self.log_rate.flatten())  # ν + G x + g
+        return torch.exp(log_rate).unflatten(-1, (self.heads, -1))
 
     def damping(self) -> Tensor:
         """Damping probability per token γ (H, n) of every memory qubit (what circuits bind)."""

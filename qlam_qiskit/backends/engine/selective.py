@@ -38,6 +38,9 @@ except ImportError:  # pragma: no cover - numba is a dependency
 Tensor = torch.Tensor
 HALF = np.float32(0.5)
 """1/2 in the kernels: float32 keeps float32 loops in float32 (exact in float64 ones too)."""
+COS, SIN, S, K, G, RY = range(6)
+"""Channels of a token's packed inputs (``pack_channels``): cos δ, sin δ, e^{-ρ/2}, e^{-ρ},
+1 - e^{-ρ}, then (with RY inputs) cos a at RY and sin a at RY + 1."""
 
 
 def ry_pairs(n: int) -> np.ndarray:
@@ -149,46 +152,50 @@ if njit is not None:
                     ax[b], ay[b], az[b] = ca[b] * x1 - sa[b] * az[b], y1, z0
                     vx[b], vy[b], vz[b] = ca[b] * gx1 - sa[b] * vz[b], gy1, gz0
 
+    @njit(cache=True, inline="always")
+    def _input_block(a, pt, rot, zx):  # pragma: no cover - compiled
+        """a = Rz(δ_t) [Ry(a_t)] a in place from a token's packed channels pt (C, n, B): the RY
+        stage when pt has the RY channels (C = 7), one pass per qubit (``_rotate_triples``)."""
+        if pt.shape[0] > RY:
+            _rotate_triples(a, pt[RY], pt[RY + 1], pt[COS], pt[SIN], rot, zx)
+        else:
+            _rotate_rows(a, pt[COS], pt[SIN], rot, False)
+
     @njit(cache=True)
-    def _scan_memory(h, r0, cos, sin, ycos, ysin, s, k, g, m, rot, zx, zp,
-                     out):  # pragma: no cover - compiled
-        """Memory h over the whole batch: r_t = A(ρ_t) R Rz(δ_t) [Ry(a_t)] r_{t-1} (the RY
-        stage when ycos has tokens); out[h, :, t] = r_t."""
-        nn, b_ = r0.shape[0], cos.shape[3]
+    def _scan_memory(h, r0, p, m, rot, zx, zp, out):  # pragma: no cover - compiled
+        """Memory h over the whole batch: r_t = A(ρ_t) R Rz(δ_t) [Ry(a_t)] r_{t-1};
+        out[h, :, t] = r_t."""
+        nn, b_ = r0.shape[0], p.shape[4]
         a = np.empty((nn, b_), r0.dtype)
         r = np.empty((nn, b_), r0.dtype)
         for j in range(nn):
             for b in range(b_):
                 r[j, b] = r0[j]
-        for t in range(cos.shape[0]):
+        for t in range(p.shape[1]):
+            pt = p[h, t]  # (C, n, B): this token's channels, one contiguous block
             _copy_rows(r, a)
-            if ycos.shape[0]:
-                _rotate_triples(a, ycos[t, h], ysin[t, h], cos[t, h], sin[t, h], rot, zx)
-            else:
-                _rotate_rows(a, cos[t, h], sin[t, h], rot, False)
+            _input_block(a, pt, rot, zx)
             np.dot(m[h], a, r)  # (N, N) @ (N, B)
-            _damp_rows(r, s[t, h], k[t, h], g[t, h], rot, zp)
+            _damp_rows(r, pt[S], pt[K], pt[G], rot, zp)
             for j in range(nn):
                 oj, rj = out[h, j, t], r[j]
                 for b in range(b_):
                     oj[b] = rj[b]
 
     @njit(parallel=True, cache=True)
-    def _forward(r0, cos, sin, ycos, ysin, s, k, g, m, rot, zx, zp,
-                 out):  # pragma: no cover - compiled
-        for h in prange(cos.shape[1]):  # one task per memory
-            _scan_memory(h, r0, cos, sin, ycos, ysin, s, k, g, m, rot, zx, zp, out)
+    def _forward(r0, p, m, rot, zx, zp, out):  # pragma: no cover - compiled
+        for h in prange(p.shape[0]):  # one task per memory
+            _scan_memory(h, r0, p, m, rot, zx, zp, out)
 
     @njit(cache=True)
-    def _scan_memory_back(h, r0, cos, sin, ycos, ysin, s, k, g, m, mt, rot, zx, zp, states,
-                          g_out, g_theta, g_ry, g_rate, g_m):  # pragma: no cover - compiled
-        """Memory h backwards. Per token: a = Rz(δ_t) [Ry(a_t)] r_{t-1} from the states (the RY
-        and RZ of a qubit in one pass, ``_rotate_triples``), u = R a
+    def _scan_memory_back(h, r0, p, m, mt, rot, zx, zp, states, g_out, gp,
+                          g_m):  # pragma: no cover - compiled
+        """Memory h backwards. Per token: a = Rz(δ_t) [Ry(a_t)] r_{t-1} from the states, u = R a
         (one BLAS call), g_u = A(ρ_t)ᵀ g_t, and g_ρq = g_u · B_q u: d A / d ρ_q = A B_q, where
         B_q acts on qubit q's Pauli letter alone ((I, X, Y, Z) -> (0, -x/2, -y/2, i - z)) and
         commutes with A; then g_R += g_u aᵀ, g_a = Rᵀ g_u, and the input angles' gradients on the
-        way back through the input block to g_{t-1}."""
-        nn, b_, n = r0.shape[0], cos.shape[3], rot.shape[0]
+        way back through the input block to g_{t-1}. gp[h, t] = (g_δ, g_ρ[, g_a]) (C', n, B)."""
+        nn, b_, n = r0.shape[0], p.shape[4], rot.shape[0]
         gr = np.zeros((nn, b_), r0.dtype)
         ga = np.empty((nn, b_), r0.dtype)
         a = np.empty((nn, b_), r0.dtype)
@@ -196,16 +203,14 @@ if njit is not None:
         outer = np.empty((nn, nn), r0.dtype)
         acc = g_m[h]
         acc[:] = 0.0
-        for t in range(cos.shape[0] - 1, -1, -1):
+        for t in range(p.shape[1] - 1, -1, -1):
+            pt, gt = p[h, t], gp[h, t]  # (C, n, B), (C', n, B)
             _add_token_grad(gr, g_out, h, t)
             _previous(a, states, h, t, r0)
-            if ycos.shape[0]:
-                _rotate_triples(a, ycos[t, h], ysin[t, h], cos[t, h], sin[t, h], rot, zx)
-            else:
-                _rotate_rows(a, cos[t, h], sin[t, h], rot, False)
+            _input_block(a, pt, rot, zx)
             np.dot(m[h], a, u)  # u = R a, the state before the damping
             for q in range(n):  # gr: gradient at r_t -> at u, through A(ρ_t)ᵀ
-                sq, kq, gq = s[t, h, q], k[t, h, q], g[t, h, q]
+                sq, kq, gq = pt[S, q], pt[K, q], pt[G, q]
                 for i in range(rot.shape[1]):
                     gx, gy = gr[rot[q, i, 0]], gr[rot[q, i, 1]]
                     gz, gi = gr[zp[q, i, 0]], gr[zp[q, i, 1]]
@@ -216,7 +221,7 @@ if njit is not None:
                         gx[b] *= sq[b]
                         gy[b] *= sq[b]
             for q in range(n):  # g_ρq = g_u · B_q u (d A / d ρ_q = A B_q, B_q free of ρ)
-                grq = g_rate[t, h, q]
+                grq = gt[1, q]
                 for b in range(b_):
                     grq[b] = 0.0
                 for i in range(rot.shape[1]):
@@ -227,20 +232,59 @@ if njit is not None:
                         grq[b] += gz[b] * (ui[b] - uz[b]) - (gx[b] * ux[b] + gy[b] * uy[b]) * HALF
             _add_outer(acc, gr, a, outer)  # g_R += g_u a_tᵀ
             np.dot(mt[h], gr, ga)  # gradient at a_t: Rᵀ g_u
-            if ycos.shape[0]:  # the angles' gradients and ga back through the input block
-                _triples_back(ga, a, ycos[t, h], ysin[t, h], cos[t, h], sin[t, h], rot, zx,
-                              g_ry[t, h], g_theta[t, h])
+            if pt.shape[0] > RY:  # the angles' gradients and ga back through the input block
+                _triples_back(ga, a, pt[RY], pt[RY + 1], pt[COS], pt[SIN], rot, zx, gt[2], gt[0])
             else:
-                _angle_grads(g_theta[t, h], ga, a, rot)
-                _rotate_rows(ga, cos[t, h], sin[t, h], rot, True)  # Rz(δ)ᵀ = Rz(-δ)
+                _angle_grads(gt[0], ga, a, rot)
+                _rotate_rows(ga, pt[COS], pt[SIN], rot, True)  # Rz(δ)ᵀ = Rz(-δ)
             gr, ga = ga, gr
 
     @njit(parallel=True, cache=True)
-    def _backward(r0, cos, sin, ycos, ysin, s, k, g, m, mt, rot, zx, zp, states, g_out,
-                  g_theta, g_ry, g_rate, g_m):  # pragma: no cover - compiled
-        for h in prange(cos.shape[1]):
-            _scan_memory_back(h, r0, cos, sin, ycos, ysin, s, k, g, m, mt, rot, zx, zp, states,
-                              g_out, g_theta, g_ry, g_rate, g_m)
+    def _backward(r0, p, m, mt, rot, zx, zp, states, g_out, gp, g_m):  # pragma: no cover
+        for h in prange(p.shape[0]):
+            _scan_memory_back(h, r0, p, m, mt, rot, zx, zp, states, g_out, gp, g_m)
+
+    @njit(parallel=True, cache=True)
+    def _lanes_last(v, p, c):  # pragma: no cover - compiled
+        """p[h, t, c, j, b] = v[t, b, h, j]: channel c (T, B, H, n) into (H, T, C, n, B)."""
+        for t in prange(v.shape[0]):
+            for h in range(v.shape[2]):
+                for j in range(v.shape[3]):
+                    dst = p[h, t, c, j]
+                    for b in range(v.shape[1]):
+                        dst[b] = v[t, b, h, j]
+
+    @njit(parallel=True, cache=True)
+    def _lanes_back(gp, g):  # pragma: no cover - compiled
+        """g[c, t, b, h, j] = gp[h, t, c, j, b]: (H, T, C, n, B) -> (C, T, B, H, n)."""
+        for t in prange(gp.shape[1]):
+            for c in range(gp.shape[2]):
+                for h in range(gp.shape[0]):
+                    for j in range(gp.shape[3]):
+                        src = gp[h, t, c, j]
+                        for b in range(gp.shape[4]):
+                            g[c, t, b, h, j] = src[b]
+
+
+def pack_channels(theta: Tensor, rate: Tensor, ry: Tensor | None, dtype: torch.dtype) -> Tensor:
+    """The kernel's per-token inputs, (T, B, H, n) each, as one array (H, T, C, n, B): per
+    memory and token one contiguous block of channels cos δ, sin δ, e^{-ρ/2}, e^{-ρ}, 1 - e^{-ρ}
+    [, cos a, sin a] (e^{-ρ} as e^{-ρ/2} squared). Memory h's tokens follow each other in memory, so the scan's reads
+    prefetch: as seven (T, H, n, B) arrays (a page apart per token) its forward was 3.4× slower
+    (measured). The transcendentals run in torch, then a numba pass per channel moves the lanes
+    last."""
+    t, b, h, n = theta.shape
+    dense = lambda v: v.detach().to(dtype).contiguous()  # noqa: E731 - torch's sin and cos
+    th, neg = dense(theta), dense(rate).neg()  # are 20x slower on the angles' strided views
+    s = torch.exp(neg * HALF)
+    channels = [torch.cos(th), torch.sin(th), s, s * s, torch.expm1(neg).neg_()]  # (T, B, H, n)
+    if ry is not None:
+        yt = dense(ry)
+        channels += [torch.cos(yt), torch.sin(yt)]
+    p = torch.empty(h, t, len(channels), n, b, dtype=dtype)
+    for c, v in enumerate(channels):
+        _lanes_last(v.numpy(), p.numpy(), c)
+    return p
 
 
 class _RzDampedScan(torch.autograd.Function):
@@ -251,42 +295,29 @@ class _RzDampedScan(torch.autograd.Function):
     def forward(ctx, r0: Tensor, theta: Tensor, rate: Tensor, m: Tensor,
                 ry: Tensor | None) -> Tensor:
         match_threads()
-        dtype = m.dtype
-        lanes = lambda v: v.detach().to(dtype).permute(0, 2, 3, 1).contiguous()  # noqa: E731
-        th, rt = lanes(theta), lanes(rate)  # (T, H, n, B) each
-        cos, sin = torch.cos(th), torch.sin(th)
-        if ry is None:  # no RY stage: empty arrays, which the kernel skips
-            ycos = ysin = torch.empty(0, 0, 0, 0, dtype=dtype)
-        else:
-            yt = lanes(ry)
-            ycos, ysin = torch.cos(yt), torch.sin(yt)
-        s, k, g = torch.exp(-rt / 2), torch.exp(-rt), -torch.expm1(-rt)
-        md, n = m.detach().contiguous(), theta.shape[-1]
-        r0d = r0.detach().to(dtype).contiguous()
+        dtype, n = m.dtype, theta.shape[-1]
+        p = pack_channels(theta, rate, ry, dtype)  # (H, T, C, n, B)
+        md, r0d = m.detach().contiguous(), r0.detach().to(dtype).contiguous()
         t, b, h, _ = theta.shape
         out = torch.empty(h, r0.shape[0], t, b, dtype=dtype)  # (H, N, T, B)
-        _forward(r0d.numpy(), cos.numpy(), sin.numpy(), ycos.numpy(), ysin.numpy(), s.numpy(),
-                 k.numpy(), g.numpy(), md.numpy(), rotation_pairs(n), ry_pairs(n),
+        _forward(r0d.numpy(), p.numpy(), md.numpy(), rotation_pairs(n), ry_pairs(n),
                  damping_pairs(n), out.numpy())
-        ctx.save_for_backward(r0d, cos, sin, ycos, ysin, s, k, g, md, out)
+        ctx.save_for_backward(r0d, p, md, out)
         return out.permute(2, 3, 0, 1)  # (T, B, H, N), a view
 
     @staticmethod
     def backward(ctx, g_out: Tensor):
-        r0, cos, sin, ycos, ysin, s, k, g, m, states = ctx.saved_tensors
-        t, h, n, b = cos.shape
+        r0, p, m, states = ctx.saved_tensors
+        h, t, c, n, b = p.shape
         go = g_out.to(m.dtype).permute(2, 3, 0, 1).contiguous()  # (H, N, T, B)
-        g_theta = torch.empty(t, h, n, b, dtype=m.dtype)
-        g_ry = torch.empty(ycos.shape, dtype=m.dtype)
-        g_rate = torch.empty(t, h, n, b, dtype=m.dtype)
+        gp = torch.empty(h, t, 3 if c > RY else 2, n, b, dtype=m.dtype)  # g_δ, g_ρ[, g_a]
         g_m = torch.empty_like(m)
-        _backward(r0.numpy(), cos.numpy(), sin.numpy(), ycos.numpy(), ysin.numpy(), s.numpy(),
-                  k.numpy(), g.numpy(), m.numpy(), m.transpose(1, 2).contiguous().numpy(),
+        _backward(r0.numpy(), p.numpy(), m.numpy(), m.transpose(1, 2).contiguous().numpy(),
                   rotation_pairs(n), ry_pairs(n), damping_pairs(n), states.numpy(), go.numpy(),
-                  g_theta.numpy(), g_ry.numpy(), g_rate.numpy(), g_m.numpy())
-        lanes_back = lambda v: v.permute(0, 3, 1, 2)  # noqa: E731 - (T, H, n, B) -> (T, B, H, n)
-        return (None, lanes_back(g_theta), lanes_back(g_rate), g_m,
-                lanes_back(g_ry) if ycos.shape[0] else None)
+                  gp.numpy(), g_m.numpy())
+        grads = torch.empty(gp.shape[2], t, b, h, n, dtype=m.dtype)  # (C', T, B, H, n)
+        _lanes_back(gp.numpy(), grads.numpy())
+        return None, grads[0], grads[1], g_m, grads[2] if c > RY else None
 
 
 def rz_damped_scan(r0: Tensor, theta: Tensor, rate: Tensor, m: Tensor,
