@@ -145,19 +145,25 @@ class DampedQLAMLayer(nn.Module):
         zu = self.z.to(u.dtype)[None, None, :, :, None] * u[:, :, None]  # Z_S U (H, K, M, D, D)
         return observable_vectors(u[:, :, None].conj().transpose(-1, -2) @ zu, self.paulis)
 
-    def phases(self, x: Tensor) -> Tensor:
-        """Tokens x (..., d_in) -> each qubit's RZ angle δ (..., H, n) (the input block's phases):
-        δ = (Δ_h (W x + b)) P + c is affine in x, so it runs as one linear map of x. With "ry_rz"
-        inputs: the RY then the RZ angles (..., H, 2n), the cell's input angles themselves."""
-        if self.ry:
-            return self.input_angles(x)
-        p, c = self.product.relative_phases(self.mixing())  # (m, n), (H, n)
+    def phases(self, x: Tensor) -> tuple[Tensor | None, Tensor]:
+        """Tokens x (..., d_in) -> (RY angles or None, RZ angles δ) (..., H, n) per qubit.
+        RZ inputs: δ = (Δ_h (W x + b)) P + c is affine in x, so it runs as one linear map of x.
+        "ry_rz" inputs: the cell's two input stages, each its own linear map (Δ folded in), so
+        both come out contiguous, as the kernel reads them (slices of one map cost copies and
+        a zero-filled gradient)."""
         dt = self.steps()[:, None, None]  # (H, 1, 1)
         w = self.proj.weight.unflatten(0, (self.heads, -1))  # (H, m, d_in)
+        if self.ry:
+            n = self.cell_template.num_qubits
+            w, b = w * dt, self.proj.bias.view(self.heads, -1) * dt[..., 0]  # (H, 2n, ·), (H, 2n)
+            stage = lambda k: nn.functional.linear(  # noqa: E731 - k = 0: RY, 1: RZ
+                x, w[:, k * n:(k + 1) * n].flatten(0, 1), b[:, k * n:(k + 1) * n].flatten())
+            return stage(0).unflatten(-1, (self.heads, n)), stage(1).unflatten(-1, (self.heads, n))
+        p, c = self.product.relative_phases(self.mixing())  # (m, n), (H, n)
         w_eff = torch.einsum("hmd,mq->hqd", w * dt, p.to(w.dtype))  # (H, n, d_in)
         b_eff = (self.proj.bias.view(self.heads, 1, -1) * dt[..., 0:1]).squeeze(1) @ p.to(w.dtype)
         out = nn.functional.linear(x, w_eff.flatten(0, 1), (b_eff + c.to(w.dtype)).flatten())
-        return out.unflatten(-1, (self.heads, -1))  # (..., H, n)
+        return None, out.unflatten(-1, (self.heads, -1))  # (..., H, n)
 
     def read(self, r: Tensor) -> Tensor:
         """States (..., H, N) -> readouts (..., H·K·M) in QLAMLayer's feature order (reference
@@ -190,20 +196,18 @@ class DampedQLAMLayer(nn.Module):
     def states(self, x: Tensor) -> Tensor:
         """x (B, T, d_in) -> every memory's Pauli vector after each token (T, B, H, N)."""
         xt = x.transpose(0, 1)  # (T, B, d_in), time-major
-        return self._scan(xt, self.phases(xt).to(real_dtype(self.cdtype)), self.r0,
-                          rz_transfer_scan, rz_damped_scan)
+        return self._scan(xt, self.r0, rz_transfer_scan, rz_damped_scan)
 
-    def _scan(self, xt: Tensor, angles: Tensor, r0: Tensor, fixed, per_token) -> Tensor:
-        """Tokens xt (T, B, d_in), their input angles (T, B, H, n or 2n), the state before them
-        -> states (T, B, H, N): ``fixed`` (transfer's scan, S = A R) when every token's channel
-        is a phase block and fixed damping, else ``per_token`` (selective.py's)."""
-        if self.select is None and not self.ry:
-            return fixed(r0, angles, self.transfer())
-        n = self.cell_template.num_qubits
+    def _scan(self, xt: Tensor, r0: Tensor, fixed, per_token) -> Tensor:
+        """Tokens xt (T, B, d_in) and the state before them -> states (T, B, H, N): ``fixed``
+        (transfer's scan, S = A R) when every token's channel is a phase block and fixed damping,
+        else ``per_token`` (selective.py's)."""
+        ry, rz = (None if a is None else a.to(r0.dtype) for a in self.phases(xt))  # (T, B, H, n)
+        if self.select is None and ry is None:
+            return fixed(r0, rz, self.transfer())
         rates = self.token_rates(xt) if self.select is not None else \
-            self.rates().expand(*angles.shape[:2], -1, -1)  # (T, B, H, n)
-        ry, rz = (angles[..., :n], angles[..., n:]) if self.ry else (None, angles)
-        return per_token(r0, rz, rates.to(angles.dtype), self.mixing_transfer(), ry)
+            self.rates().expand(*rz.shape[:2], -1, -1)  # (T, B, H, n)
+        return per_token(r0, rz, rates.to(rz.dtype), self.mixing_transfer(), ry)
 
     def default_state(self, batch: int, device=None) -> Tensor:
         """The memories before the first token, |+>^n per head: Pauli vectors (B, H, 4^n)."""
@@ -213,7 +217,6 @@ class DampedQLAMLayer(nn.Module):
         """Streaming: one token x_t (B, d_in) and the state (B, H, N) -> (out (B, d_out), next
         state). Equals forward() token by token."""
         x1 = x_t[None]  # (1, B, d_in)
-        state = self._scan(x1, self.phases(x1).to(state.dtype), state, rz_transfer_scan_ref,
-                           rz_damped_scan_ref)[0]
+        state = self._scan(x1, state, rz_transfer_scan_ref, rz_damped_scan_ref)[0]
         out = self.out(self.read(state).to(self.out.weight.dtype))  # (B, d_out)
         return self.gated(out, x_t), state

@@ -123,7 +123,7 @@ def test_layer_equals_the_reset_circuit_in_qiskit(n, encoding):
     x = torch.randn(b, t, 3, dtype=torch.float64)
     r = lay.states(x)  # (T, B, H, N)
     if encoding == "rz":
-        assert torch.allclose(r, rz_transfer_scan(lay.r0, lay.phases(x.transpose(0, 1)),
+        assert torch.allclose(r, rz_transfer_scan(lay.r0, lay.phases(x.transpose(0, 1))[1],
                                                   lay.transfer()), atol=ATOL)
     y = lay.read(r).transpose(0, 1)  # (B, T, H·K·M)
     w, bias = lay.readout_map()
