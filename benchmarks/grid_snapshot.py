@@ -10,10 +10,12 @@ locks or tuning checkpoints). Usage, from the repository root:
     python benchmarks/grid_snapshot.py benchmarks/results/bench-full runs/bench-full  # to resume
 
 ``--merge`` folds a subset grid (``bench --models/--tasks/--seeds/--downsample`` in its own
-folder, the same settings otherwise) into the full grid's folder: its runs and studies (best.json
-entries merged), not its protocol or reports; then every run of the full folder whose parameter
-count is not its cell's as planned now moves to ``stale/`` (``bench.grid.retire_stale``), and
-the full folder's table, results.json and plots are written again:
+folder, the same settings otherwise) into the full grid's folder: the runs and studies of the
+subset's own cells (best.json entries merged; runs of other cells its folder may hold, say an
+earlier grid's, are left out, so they never overwrite newer ones), not its protocol or reports;
+then every run of the full folder whose parameter count is not its cell's as planned now moves
+to ``stale/`` (``bench.grid.retire_stale``), and the full folder's table, results.json and plots
+are written again:
 
     python benchmarks/grid_snapshot.py --merge runs/bench-qlam benchmarks/results/bench-full
 """
@@ -81,6 +83,11 @@ def merge(src: Path, dst: Path) -> list[str]:
     from qlam_qiskit.bench.grid import plan, retire_stale
     from qlam_qiskit.bench.protocol import Protocol, results_settings
     from qlam_qiskit.bench.report import summarise
+    from qlam_qiskit.bench.tune import study_name
+
+    known = {f.name for f in fields(Protocol)}
+    to_protocol = lambda d: Protocol(**{k: tuple(v) if isinstance(v, list) else v  # noqa: E731
+                                        for k, v in d.items() if k in known})
 
     load = lambda d: json.loads((d / "protocol.json").read_text())  # noqa: E731
     a, b = load(src), load(dst)
@@ -89,20 +96,22 @@ def merge(src: Path, dst: Path) -> list[str]:
     if same(a) != same(b):
         sys.exit(f"{src} and {dst} hold grids of other settings: only {', '.join(SUBSET)} may "
                  "differ to merge")
-    copied = [p for p in files(src) if p.parts[0] in ("runs", "tune") and p.name != "best.json"]
+    sub = to_protocol(a)  # only the subset's own cells and studies: other runs its folder
+    cells = plan(sub)     # holds (an earlier grid's) stay out
+    ours = {c.name for c in cells} | {study_name(c, sub) for c in cells}
+    copied = [p for p in files(src) if p.parts[0] in ("runs", "tune") and p.name != "best.json"
+              and p.parts[1].removesuffix(".db") in ours]
     for rel in copied:
         copy(src, dst, rel)
     best_src, best_dst = src / "tune" / "best.json", dst / "tune" / "best.json"
     if best_src.is_file():
         best = {**(json.loads(best_dst.read_text()) if best_dst.is_file() else {}),
-                **json.loads(best_src.read_text())}
+                **{k: v for k, v in json.loads(best_src.read_text()).items() if k in ours}}
         tmp = best_dst.with_name("best.json.tmp")
         tmp.write_text(json.dumps(best, indent=2) + "\n")
         tmp.replace(best_dst)
     drop_finished_checkpoints(dst)
-    known = {f.name for f in fields(Protocol)}
-    protocol = Protocol(**{k: tuple(v) if isinstance(v, list) else v for k, v in b.items()
-                           if k in known})
+    protocol = to_protocol(b)
     moved = retire_stale(plan(protocol), protocol, dst)
     summarise(dst, protocol)
     return [f"merged {len(copied)} files from {src} into {dst}", *moved,

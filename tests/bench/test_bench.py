@@ -171,12 +171,17 @@ def test_a_subset_grid_merges_into_the_full_one(grid, tmp_path: Path) -> None:
     opts = {"--models": "gru", "--seeds": "1", "--downsample": "7", "--out": sub}
     res = _bench(*[opts.get(prev, a) for prev, a in zip([None] + args, args)])
     assert res.exit_code == 0, res.output
+    foreign = sub / "runs" / "smnist-d7-qlam-s0"  # an earlier grid's run left in the subset's
+    foreign.mkdir(parents=True)                   # folder: not the subset's, never merged
+    (foreign / "result.json").write_text(json.dumps({**old, "test_accuracy": 0.01}))
+    newer = (full / "runs" / "smnist-d7-qlam-s0" / "result.json").read_text()
     done = subprocess.run([sys.executable, str(script), "--merge", str(sub), str(full)],
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "smnist-d4-qlam-s0: its run has" in done.stdout
     assert (full / "stale" / f"smnist-d4-qlam-s0-{old['num_params'] - 7}p").is_dir()
     assert (full / "runs" / "smnist-d7-gru-s1" / "result.json").is_file()
+    assert (full / "runs" / "smnist-d7-qlam-s0" / "result.json").read_text() == newer
     rows = {(r["model"], r["seq_len"]): r for r in
             json.loads((full / "results.json").read_text())["rows"]}
     assert rows[("gru", 16)]["seeds"] == 2 and ("qlam", 49) not in rows
