@@ -12,10 +12,10 @@ locks or tuning checkpoints). Usage, from the repository root:
 ``--merge`` folds a subset grid (``bench --models/--tasks/--seeds/--downsample`` in its own
 folder, the same settings otherwise) into the full grid's folder: the runs and studies of the
 subset's own cells (best.json entries merged; runs of other cells its folder may hold, say an
-earlier grid's, are left out, so they never overwrite newer ones), not its protocol or reports;
-then every run of the full folder whose parameter count is not its cell's as planned now moves
-to ``stale/`` (``bench.grid.retire_stale``), and the full folder's table, results.json and plots
-are written again:
+earlier grid's, are left out, so they never overwrite newer ones), not its protocol or reports.
+Every run of the full folder whose parameter count is not its cell's as planned now moves to
+``stale/`` (``bench.grid.retire_stale``), before the copy (so a rerun cell's old run is kept)
+and after it; then the full folder's table, results.json and plots are written again:
 
     python benchmarks/grid_snapshot.py --merge runs/bench-qlam benchmarks/results/bench-full
 """
@@ -96,9 +96,12 @@ def merge(src: Path, dst: Path) -> list[str]:
     if same(a) != same(b):
         sys.exit(f"{src} and {dst} hold grids of other settings: only {', '.join(SUBSET)} may "
                  "differ to merge")
-    sub = to_protocol(a)  # only the subset's own cells and studies: other runs its folder
-    cells = plan(sub)     # holds (an earlier grid's) stay out
+    protocol, sub = to_protocol(b), to_protocol(a)
+    # Only the subset's own cells and studies are copied (other runs its folder holds, an
+    # earlier grid's, stay out); a full-folder run that one replaces moves to stale/ first.
+    cells = plan(sub)
     ours = {c.name for c in cells} | {study_name(c, sub) for c in cells}
+    moved = retire_stale(plan(protocol) + cells, protocol, dst)
     copied = [p for p in files(src) if p.parts[0] in ("runs", "tune") and p.name != "best.json"
               and p.parts[1].removesuffix(".db") in ours]
     for rel in copied:
@@ -111,8 +114,7 @@ def merge(src: Path, dst: Path) -> list[str]:
         tmp.write_text(json.dumps(best, indent=2) + "\n")
         tmp.replace(best_dst)
     drop_finished_checkpoints(dst)
-    protocol = to_protocol(b)
-    moved = retire_stale(plan(protocol), protocol, dst)
+    moved += retire_stale(plan(protocol), protocol, dst)
     summarise(dst, protocol)
     return [f"merged {len(copied)} files from {src} into {dst}", *moved,
             f"wrote {dst / 'table.md'}"]

@@ -175,6 +175,9 @@ def test_a_subset_grid_merges_into_the_full_one(grid, tmp_path: Path) -> None:
     foreign.mkdir(parents=True)                   # folder: not the subset's, never merged
     (foreign / "result.json").write_text(json.dumps({**old, "test_accuracy": 0.01}))
     newer = (full / "runs" / "smnist-d7-qlam-s0" / "result.json").read_text()
+    rerun = full / "runs" / "smnist-d7-gru-s1"  # an earlier model's run of a cell the subset
+    rerun.mkdir()                                # ran again: kept in stale/, not overwritten
+    (rerun / "result.json").write_text(json.dumps({**old, "num_params": 5}))
     done = subprocess.run([sys.executable, str(script), "--merge", str(sub), str(full)],
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
@@ -182,6 +185,7 @@ def test_a_subset_grid_merges_into_the_full_one(grid, tmp_path: Path) -> None:
     assert (full / "stale" / f"smnist-d4-qlam-s0-{old['num_params'] - 7}p").is_dir()
     assert (full / "runs" / "smnist-d7-gru-s1" / "result.json").is_file()
     assert (full / "runs" / "smnist-d7-qlam-s0" / "result.json").read_text() == newer
+    assert (full / "stale" / "smnist-d7-gru-s1-5p" / "result.json").is_file()
     rows = {(r["model"], r["seq_len"]): r for r in
             json.loads((full / "results.json").read_text())["rows"]}
     assert rows[("gru", 16)]["seeds"] == 2 and ("qlam", 49) not in rows
