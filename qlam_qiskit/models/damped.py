@@ -102,12 +102,18 @@ class DampedQLAMLayer(nn.Module):
         """Each memory's step Δ_h (H,)."""
         return torch.exp(self.log_dt)
 
+    def folded_proj(self) -> tuple[Tensor, Tensor]:
+        """The input projection with each memory's step folded in: Δ_h W (H, m, d_in), Δ_h b
+        (H, m), so the angles are one linear map of x (no pass over (..., H, m) for the product
+        or its gradient)."""
+        dt = self.steps()[:, None]  # (H, 1)
+        w = self.proj.weight.unflatten(0, (self.heads, -1)) * dt[..., None]
+        return w, self.proj.bias.view(self.heads, -1) * dt
+
     def input_angles(self, x: Tensor) -> Tensor:
-        """x (..., d_in) -> the cell's input angles θ (..., H, m) = Δ_h (W x + b), as one linear
-        map with Δ folded into W and b (no pass over (..., H, m) for the product or its grad)."""
-        dt = self.steps().repeat_interleave(self.proj.out_features // self.heads)  # (H·m,)
-        out = nn.functional.linear(x, self.proj.weight * dt[:, None], self.proj.bias * dt)
-        return out.unflatten(-1, (self.heads, -1))
+        """x (..., d_in) -> the cell's input angles θ (..., H, m) = Δ_h (W x + b)."""
+        w, b = self.folded_proj()
+        return nn.functional.linear(x, w.flatten(0, 1), b.flatten()).unflatten(-1, (self.heads, -1))
 
     def mixing(self) -> Tensor:
         """The cell's weight angles (H, P) = Δ_h w_h."""
@@ -151,17 +157,15 @@ class DampedQLAMLayer(nn.Module):
         "ry_rz" inputs: the cell's two input stages, each its own linear map (Δ folded in), so
         both come out contiguous, as the kernel reads them (slices of one map cost copies and
         a zero-filled gradient)."""
-        dt = self.steps()[:, None, None]  # (H, 1, 1)
-        w = self.proj.weight.unflatten(0, (self.heads, -1))  # (H, m, d_in)
+        w, b = self.folded_proj()  # (H, m, d_in), (H, m)
         if self.ry:
             n = self.cell_template.num_qubits
-            w, b = w * dt, self.proj.bias.view(self.heads, -1) * dt[..., 0]  # (H, 2n, ·), (H, 2n)
             stage = lambda k: nn.functional.linear(  # noqa: E731 - k = 0: RY, 1: RZ
                 x, w[:, k * n:(k + 1) * n].flatten(0, 1), b[:, k * n:(k + 1) * n].flatten())
             return stage(0).unflatten(-1, (self.heads, n)), stage(1).unflatten(-1, (self.heads, n))
         p, c = self.product.relative_phases(self.mixing())  # (m, n), (H, n)
-        w_eff = torch.einsum("hmd,mq->hqd", w * dt, p.to(w.dtype))  # (H, n, d_in)
-        b_eff = (self.proj.bias.view(self.heads, 1, -1) * dt[..., 0:1]).squeeze(1) @ p.to(w.dtype)
+        w_eff = torch.einsum("hmd,mq->hqd", w, p.to(w.dtype))  # (H, n, d_in)
+        b_eff = b @ p.to(w.dtype)  # (H, n)
         out = nn.functional.linear(x, w_eff.flatten(0, 1), (b_eff + c.to(w.dtype)).flatten())
         return None, out.unflatten(-1, (self.heads, -1))  # (..., H, n)
 

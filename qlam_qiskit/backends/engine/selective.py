@@ -269,10 +269,10 @@ if njit is not None:
 def pack_channels(theta: Tensor, rate: Tensor, ry: Tensor | None, dtype: torch.dtype) -> Tensor:
     """The kernel's per-token inputs, (T, B, H, n) each, as one array (H, T, C, n, B): per
     memory and token one contiguous block of channels cos δ, sin δ, e^{-ρ/2}, e^{-ρ}, 1 - e^{-ρ}
-    [, cos a, sin a] (e^{-ρ} as e^{-ρ/2} squared). Memory h's tokens follow each other in memory, so the scan's reads
-    prefetch: as seven (T, H, n, B) arrays (a page apart per token) its forward was 3.4× slower
-    (measured). The transcendentals run in torch, then a numba pass per channel moves the lanes
-    last."""
+    [, cos a, sin a] (e^{-ρ} as e^{-ρ/2} squared). Memory h's tokens follow each other in
+    memory, so the scan's reads prefetch: as seven (T, H, n, B) arrays (a page apart per token)
+    its forward was 3.4× slower (measured). The transcendentals run in torch, then a numba pass
+    per channel moves the lanes last."""
     t, b, h, n = theta.shape
     dense = lambda v: v.detach().to(dtype).contiguous()  # noqa: E731 - torch's sin and cos
     th, neg = dense(theta), dense(rate).neg()  # are 20x slower on the angles' strided views
