@@ -190,16 +190,17 @@ class DampedQLAMLayer(nn.Module):
         r = self.states(x)  # (T, B, H, N)
         w, bias = self.readout_map()
         lanes = r.permute(2, 3, 0, 1)  # (H, N, T, B): the numba kernel's own layout
-        if lanes.is_contiguous():  # one GEMM on the kernel's array, no transpose copy
-            out = torch.addmm(bias.to(real)[:, None], w.T, lanes.reshape(-1, t * b))  # (d_out, T·B)
-            out = out.view(-1, t, b).permute(2, 1, 0)  # (B, T, d_out)
+        if lanes.is_contiguous():  # one GEMM on the kernel's array, then one transpose of the
+            # (d_out, T·B) result, so the residual stream reads its features contiguous
+            out = torch.addmm(bias.to(real)[:, None], w.T, lanes.reshape(-1, t * b)).T.contiguous()
         else:  # the reference's (T, B, H, N): one GEMM over the T·B rows
-            out = torch.addmm(bias.to(real), r.reshape(t * b, -1), w).view(t, b, -1).transpose(0, 1)
+            out = torch.addmm(bias.to(real), r.reshape(t * b, -1), w)  # (T·B, d_out)
+        out = out.view(t, b, -1).transpose(0, 1)  # (B, T, d_out), time-major underneath
         return self.gated(out.to(self.out.weight.dtype), x)
 
     def states(self, x: Tensor) -> Tensor:
         """x (B, T, d_in) -> every memory's Pauli vector after each token (T, B, H, N)."""
-        xt = x.transpose(0, 1)  # (T, B, d_in), time-major
+        xt = x.transpose(0, 1).contiguous()  # (T, B, d_in), time-major: one copy, not one per map
         return self._scan(xt, self.r0, rz_transfer_scan, rz_damped_scan)
 
     def _scan(self, xt: Tensor, r0: Tensor, fixed, per_token) -> Tensor:
