@@ -19,6 +19,7 @@ around every point; rows measured while other processes competed for the cores a
 
 Run:  python benchmarks/model_throughput.py --threads 2 --previous /tmp/qlam-prev [--out rows.json]
       python benchmarks/model_throughput.py --profile [--previous DIR]   # one QLAM step, by op
+      add --previous-preset to time this checkout on the previous checkout's QLAM preset too
 """
 
 from __future__ import annotations
@@ -53,6 +54,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--previous-models", default="qlam", metavar="M,M",
                    help="models timed from --previous too, each beside this checkout's "
                         "(default: qlam)")
+    p.add_argument("--previous-preset", action="store_true",
+                   help="also time this checkout's QLAM on --previous's task preset (the row "
+                        "qlam@previous-preset): the same model on both engines, when the preset "
+                        "itself has changed between the two")
     p.add_argument("--steps", type=int, default=3, help="timed steps per point (default: 3)")
     p.add_argument("--repeats", type=int, default=3, help="interleaved rounds (default: 3)")
     p.add_argument("--out", default=None, help="also write the rows as JSON")
@@ -101,10 +106,13 @@ def _worker(spec: dict) -> dict:
         pass
     task, ds, gray = POINTS[spec["T"]]
     t_len, channels = TASK_INFO[task].shape(ds, gray)
-    try:
-        pre = preset(task, ds, spec["model"])  # memory options are QLAM's (since 2026-12-03)
-    except TypeError:  # pragma: no cover - older checkouts
-        pre = preset(task, ds)
+    if "preset" in spec:  # another checkout's preset (--previous-preset)
+        pre = spec["preset"]
+    else:
+        try:
+            pre = preset(task, ds, spec["model"])  # memory options are QLAM's (since 2026-12-03)
+        except TypeError:  # pragma: no cover - older checkouts
+            pre = preset(task, ds)
     cfg = ModelConfig(**{**pre["model"], "d_model": spec["d_model"]}, d_input=channels,
                       num_classes=10, max_len=t_len if pre["position"] else 0)
     torch.manual_seed(0)
@@ -239,11 +247,18 @@ def main(argv=None) -> None:
         _profile(args, seqs[0] if args.seq != "196,784,1024" else 784)
         return
     models = [m for m in args.models.split(",") if m]
+    if args.previous_preset and not args.previous:
+        sys.exit("model_throughput: --previous-preset needs --previous DIR (the checkout whose "
+                 "preset to time)")
     if args.previous:
         for prev in args.previous_models.split(","):
             models.insert(models.index(prev) + 1 if prev in models else len(models),
                           f"{prev}@previous")
+        if args.previous_preset:
+            models.insert(models.index("qlam@previous") + 1 if "qlam@previous" in models
+                          else len(models), "qlam@previous-preset")
     widths = _widths([m for m in models], seqs)
+    presets = {t: _preset_of(args.previous, t) for t in seqs} if args.previous_preset else {}
     prev_commit = None
     if args.previous:
         prev_commit = subprocess.run(["git", "-C", args.previous, "rev-parse", "--short", "HEAD"],
@@ -263,6 +278,8 @@ def main(argv=None) -> None:
         for m, t in points:
             spec = {"model": m.split("@")[0], "T": t, "batch": args.batch,
                     "threads": args.threads, "steps": args.steps, "d_model": widths[m, t]}
+            if m.endswith("@previous-preset"):
+                spec["preset"] = presets[t]
             path = args.previous if m.endswith("@previous") else str(ROOT)
             r = _run_point(spec, path)
             results[m, t].append(r)
@@ -274,6 +291,16 @@ def main(argv=None) -> None:
         Path(args.out).write_text(json.dumps(
             {"threads": args.threads, "batch": args.batch, "previous": prev_commit,
              "rows": rows, "raw": {f"{m}@T{t}": v for (m, t), v in results.items()}}, indent=1))
+
+
+def _preset_of(path: str, t_len: int) -> dict:
+    """The task preset that the checkout at ``path`` gives QLAM at T (read in a subprocess)."""
+    task, ds, _ = POINTS[t_len]
+    code = ("import json; from qlam_qiskit.training.presets import preset; "
+            f"print(json.dumps(preset({task!r}, {ds})))")
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": path},
+                         capture_output=True, text=True, cwd=str(Path(path).parent), check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def _git_head(path: Path) -> str:

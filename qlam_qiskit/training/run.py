@@ -229,11 +229,14 @@ def _train_exact(plan: RunPlan, data: Any, group: Group, *, progress: bool,
     import torch
 
     ranks = f" x {group.world} processes" if group.world > 1 else ""
+    c = model.config  # a custom cell sets its qubits
+    shape = (f"{c.layers} layer(s) x {c.heads} {c.memory} memories x {c.qubits} qubits"
+             if plan.kind == "qlam" else f"{c.layers} layer(s), d_model {c.d_model}")
     group.on_main(lambda: (check_run_space(plan.out, model), echo(
         f"qlam-qiskit run: task {plan.spec.task} ({len(data.x_train)} train / {len(data.x_val)} "
         f"val / {len(data.x_test)} test, T={data.seq_len}, C={data.channels}), backend "
-        f"{plan.backend.name}, model {plan.kind}: {mcfg.layers} layer(s) x {mcfg.heads} memories "
-        f"x {mcfg.qubits} qubits, {n_params:,} parameters, {plan.train.epochs} epochs, device "
+        f"{plan.backend.name}, model {plan.kind}: {shape}, {n_params:,} parameters, "
+        f"{plan.train.epochs} epochs, device "
         f"{plan.train.device}, {torch.get_num_threads()} thread(s){ranks} -> {plan.out}")))
     meta = {"model": plan.kind, "model_kind": plan.kind, "backend": plan.backend.name,
             "model_config": asdict(model.config), "data": plan.spec.record(data),
