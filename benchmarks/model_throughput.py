@@ -48,7 +48,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=32, help="batch size (default: 32, the "
                    "full-length presets')")
     p.add_argument("--seq", default="196,784,1024", help="sequence lengths (default: all three)")
-    p.add_argument("--models", default=",".join(MODELS), help="models (default: all)")
+    p.add_argument("--models", default=",".join(MODELS),
+                   help="models (default: all; 'frame' adds the frame every model shares, with "
+                        "identity mixers: what no mixer can go below)")
     p.add_argument("--previous", default=None, metavar="DIR",
                    help="a checkout of an earlier commit whose QLAM is timed alongside")
     p.add_argument("--previous-models", default="qlam", metavar="M,M",
@@ -117,7 +119,11 @@ def _worker(spec: dict) -> dict:
                       num_classes=10, max_len=t_len if pre["position"] else 0)
     torch.manual_seed(0)
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    model = QLAMClassifier(cfg) if spec["model"] == "qlam" else BaselineClassifier(spec["model"], cfg)
+    if spec["model"] == "frame":  # the shared frame alone: every block's mixer the identity
+        model = QLAMClassifier(cfg, mixer=torch.nn.Identity)
+    else:
+        model = (QLAMClassifier(cfg) if spec["model"] == "qlam"
+                 else BaselineClassifier(spec["model"], cfg))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     g = torch.Generator().manual_seed(1)
     x = torch.rand(spec["batch"], t_len, channels, generator=g)
@@ -227,7 +233,7 @@ def _widths(models: list[str], seqs: list[int]) -> dict[tuple[str, int], int]:
         target = _num_params("qlam", task, ds, ModelConfig.d_model, gray)
         for m in models:
             base = m.split("@")[0]
-            out[m, t] = (ModelConfig.d_model if base == "qlam"
+            out[m, t] = (ModelConfig.d_model if base in ("qlam", "frame")
                          else matched_width(base, task, ds, gray, target))
     return out
 
