@@ -24,7 +24,9 @@ import torch
 from torch import nn
 
 from ..backends.engine import EngineError, ReadoutEngine
+from ..backends.engine import damped_fused
 from ..backends.engine.compile import fixed_unitary_t
+from ..backends.engine.damped_fused import damped_scan_lanes
 from ..backends.engine.product import product_form
 from ..backends.engine.program import CircuitProgram, as_complex_dtype, real_dtype
 from ..backends.engine.selective import rz_damped_scan, rz_damped_scan_ref
@@ -187,9 +189,12 @@ class DampedQLAMLayer(nn.Module):
         """x (B, T, d_in) -> (B, T, d_out)."""
         real = real_dtype(self.cdtype)
         b, t, _ = x.shape
-        r = self.states(x)  # (T, B, H, N)
+        if self.generated(x):
+            lanes = self.lanes(x)  # (H, N, T, B)
+        else:
+            lanes = self.states(x).permute(2, 3, 0, 1)  # (H, N, T, B): the numba kernels' layout
+        r = lanes.permute(2, 3, 0, 1)  # (T, B, H, N)
         w, bias = self.readout_map()
-        lanes = r.permute(2, 3, 0, 1)  # (H, N, T, B): the numba kernel's own layout
         if lanes.is_contiguous():  # one GEMM on the kernel's array, then one transpose of the
             # (d_out, T·B) result, so the residual stream reads its features contiguous
             out = torch.addmm(bias.to(real)[:, None], w.T, lanes.reshape(-1, t * b)).T.contiguous()
@@ -197,6 +202,36 @@ class DampedQLAMLayer(nn.Module):
             out = torch.addmm(bias.to(real), r.reshape(t * b, -1), w)  # (T·B, d_out)
         out = out.view(t, b, -1).transpose(0, 1)  # (B, T, d_out), time-major underneath
         return self.gated(out.to(self.out.weight.dtype), x)
+
+    def generated(self, x: Tensor) -> bool:
+        """Whether forward() runs the generated kernel (``damped_fused``): on the CPU, for
+        memories of up to its qubits."""
+        return x.device.type == "cpu" and damped_fused.supports(self.cell_template.num_qubits)
+
+    def lanes(self, x: Tensor) -> Tensor:
+        """x (B, T, d_in) -> every memory's Pauli vector after each token (H, N, T, B), by the
+        generated kernel: every per-token input (angles, rates) is one GEMM over the T·B
+        time-major tokens into the kernel's (H, n, T, B) layout, so no per-token tensor is
+        transposed."""
+        b, t, d = x.shape
+        h, n = self.heads, self.cell_template.num_qubits
+        real = real_dtype(self.cdtype)
+        tokens = x.transpose(0, 1).reshape(t * b, d)  # (T·B, d_in), time-major: one copy
+        lane = lambda w, bias: torch.addmm(  # noqa: E731 - (k, d_in), (k,) -> (H, n, T, B)
+            bias[:, None], w, tokens.T).view(h, n, t, b).to(real)
+        w, bias = self.folded_proj()  # (H, m, d_in), (H, m)
+        if self.ry:  # the RY stage, then the RZ stage
+            ry = lane(w[:, :n].flatten(0, 1), bias[:, :n].flatten())
+            rz = lane(w[:, n:].flatten(0, 1), bias[:, n:].flatten())
+        else:
+            p, c = self.product.relative_phases(self.mixing())  # (m, n), (H, n)
+            w_eff = torch.einsum("hmd,mq->hqd", w, p.to(w.dtype))  # (H, n, d_in)
+            ry, rz = None, lane(w_eff.flatten(0, 1), (bias @ p.to(w.dtype) + c.to(w.dtype)).flatten())
+        if self.select is not None:  # ν + G x + g per token
+            rates = torch.exp(lane(self.select.weight, self.select.bias + self.log_rate.flatten()))
+        else:
+            rates = self.rates().to(real)[..., None, None]  # (H, n, 1, 1)
+        return damped_scan_lanes(self.r0, rz, rates, self.mixing_transfer(), ry)
 
     def states(self, x: Tensor) -> Tensor:
         """x (B, T, d_in) -> every memory's Pauli vector after each token (T, B, H, N)."""

@@ -17,6 +17,7 @@ from qlam_qiskit.backends.engine import transfer
 from qlam_qiskit.backends.engine.transfer import (damping_transfer, pauli_matrices, plus_state,
                                                   rz_transfer_scan, rz_transfer_scan_ref,
                                                   unitary_transfer)
+from qlam_qiskit.backends.engine.damped_fused import damped_scan_lanes_ref
 from qlam_qiskit.circuits.cell import CellConfig
 from qlam_qiskit.circuits.damped import damping_angles
 from qlam_qiskit.cli.main import main
@@ -180,15 +181,19 @@ def test_step_streams_the_same_outputs_as_forward(gate):
 
 
 @pytest.mark.parametrize("gate", [False, True], ids=["ungated", "gated"])
-def test_layer_kernel_and_reference_paths_agree(gate, monkeypatch):
+@pytest.mark.parametrize("n, kernel, reference", [
+    (2, "damped_scan_lanes", damped_scan_lanes_ref),  # the generated kernel (up to 2 qubits)
+    (3, "rz_transfer_scan", rz_transfer_scan_ref)])  # transfer.py's (wider memories)
+def test_layer_kernel_and_reference_paths_agree(gate, n, kernel, reference, monkeypatch):
     """forward() on the kernel's layout (readout GEMM on (H·N, T·B)) against forward() on the
     reference's (T, B, H, N): outputs and every parameter's gradient."""
     if not transfer.available():
         pytest.skip("numba is not importable: both paths are the reference here")
-    lay = layer(2, heads=3, gate=gate)
+    lay = layer(n, heads=3, gate=gate)
     x = torch.randn(5, 7, 3, dtype=torch.float64)
-    assert_kernel_matches_reference(lay, x, monkeypatch, damped_module, "rz_transfer_scan",
-                                    rz_transfer_scan_ref, ATOL, 1e-10)
+    assert lay.generated(x) == (n <= 2)
+    assert_kernel_matches_reference(lay, x, monkeypatch, damped_module, kernel, reference, ATOL,
+                                    1e-10)
 
 
 def test_classifier_trains_its_damping_and_refuses_bad_cells():

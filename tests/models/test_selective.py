@@ -9,6 +9,7 @@ import torch
 from qiskit.quantum_info import DensityMatrix, Kraus, Operator, random_unitary
 
 from qlam_qiskit.backends.engine import selective, transfer
+from qlam_qiskit.backends.engine.damped_fused import damped_scan_lanes_ref
 from qlam_qiskit.backends.engine.selective import (damping_pairs, ry_pairs, rz_damped_scan,
                                                    rz_damped_scan_ref)
 from qlam_qiskit.backends.engine.transfer import (damping_transfer, pauli_matrices, plus_state,
@@ -129,9 +130,10 @@ def test_kernel_bit_identical_across_calls_and_thread_counts():
             assert torch.equal(a, c)
 
 
-def layer(selective: bool = True, heads: int = 2, encoding: str = "rz") -> DampedQLAMLayer:
+def layer(selective: bool = True, heads: int = 2, encoding: str = "rz",
+          n: int = 2) -> DampedQLAMLayer:
     torch.manual_seed(0)
-    return DampedQLAMLayer(3, 4, heads=heads, cell=CellConfig(qubits=2, encoding=encoding),
+    return DampedQLAMLayer(3, 4, heads=heads, cell=CellConfig(qubits=n, encoding=encoding),
                            dtype="complex128", dt_min=0.3, dt_max=1.0, rate_min=0.05,
                            rate_max=0.5, selective=selective).double()
 
@@ -169,15 +171,20 @@ def test_step_streams_the_same_outputs_as_forward(encoding, selective):
 
 @needs_numba
 @CHANNELS
-def test_layer_kernel_and_reference_paths_agree(encoding, selective, monkeypatch):
-    lay = layer(selective, heads=3, encoding=encoding)
+@pytest.mark.parametrize("n, kernel, reference", [
+    (2, "damped_scan_lanes", damped_scan_lanes_ref),  # the generated kernel (up to 2 qubits)
+    (3, "rz_damped_scan", rz_damped_scan_ref)])  # selective.py's (wider memories)
+def test_layer_kernel_and_reference_paths_agree(encoding, selective, n, kernel, reference,
+                                                monkeypatch):
+    lay = layer(selective, heads=3, encoding=encoding, n=n)
     with torch.no_grad():
         for p in lay.parameters():
             p.add_(0.3 * torch.randn_like(p))
     x = torch.randn(5, 7, 3, dtype=torch.float64)
+    assert lay.generated(x) == (n <= 2)
     assert lay(x).stride(-1) == 1  # the residual stream adds to it: features T·B apart made
     g_fast = assert_kernel_matches_reference(  # every add a strided pass (leaves the reference in)
-        lay, x, monkeypatch, damped_module, "rz_damped_scan", rz_damped_scan_ref, ATOL, 1e-10)
+        lay, x, monkeypatch, damped_module, kernel, reference, ATOL, 1e-10)
     assert lay(x).stride(-1) == 1
     assert not selective or g_fast["select.weight"].abs().sum() > 0
 

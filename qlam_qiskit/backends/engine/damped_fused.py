@@ -1,0 +1,374 @@
+"""The damped memories' per-token scan as generated straight-line code, one CPU kernel per shape.
+
+The recurrence is ``selective.rz_damped_scan_ref``'s, per memory h, sample b and token t:
+
+    r_t = A(ρ_t) · R_h · Rz(δ_t) · [Ry(a_t)] · r_{t-1}        (Pauli vectors of N = 4^n reals)
+
+``selective.py``'s numba kernel runs it a BLAS call (N, N) @ (N, B) per token and memory; at the
+preset's size (n = 2, N = 16) the call overhead and the loops over index tables cost about 10× the
+arithmetic. Here ``_generate`` writes one token's update for VEC lanes as straight-line LLVM IR
+(the ``_Token`` emitter of ``fused_readout.py``): the N values of a lane block stay in registers
+through the input block, the mat-vec (R's N² entries broadcast from the task's scratch row) and
+the damping. Backward walks the tokens in reverse from the stored states: per token it rebuilds
+a_t = Rz Ry r_{t-1} and u_t = R a_t, pulls the gradient back through A, R and the input block,
+writes the angles' and rates' gradients, and writes g_u and a_t out so that the mixing matrix's
+gradient Σ_t g_u a_tᵀ is one batched GEMM afterwards (its N² sums per token would cost more
+in the walk than the walk itself). Determinism as in ``fused_readout``: no fast-math, explicit
+``llvm.fma``, every sum in a fixed order.
+
+Layouts (T·B minor, the GEMMs' layouts): angles and rates (H, n, T, B); the kernel's packed
+inputs (C, H, n, T, B) with channels cos δ, sin δ, e^{-ρ/2}, e^{-ρ}, 1 - e^{-ρ}[, cos a, sin a]
+(``selective.COS`` …); states (H, N, T, B).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from .fused_readout import LANES, _Token, numba
+from .kernels import match_threads
+from .selective import COS, G, K, RY, S, SIN, damping_pairs, ry_pairs, rz_damped_scan_ref
+from .transfer import rotation_pairs
+
+if numba is not None:
+    import llvmlite.binding as llvm
+    from llvmlite import ir
+    from numba import njit, prange, types
+    from numba.extending import intrinsic
+
+Tensor = torch.Tensor
+AHEAD = 2
+"""Tokens ahead (lower in memory) whose rows the backward walk prefetches."""
+MAX_QUBITS = 2
+"""Widest memory the code is generated for: its mat-vec is N² = 16^n multiply-adds of straight
+code, which LLVM compiles in 0.25 s at n = 2 and 25 s at n = 3 (measured); wider memories take
+``selective.py``'s kernel, whose BLAS call per token costs less against a 64 × 64 mat-vec."""
+
+
+def supports(num_qubits: int) -> bool:
+    """Whether this kernel runs a damped memory of ``num_qubits`` qubits."""
+    return numba is not None and 1 <= num_qubits <= MAX_QUBITS
+
+
+class _Emitter(_Token):
+    """``_Token`` with the addressing of the packed channels: row (c, q) of a head's view lies
+    at start + c·stride_c + q·stride."""
+
+    def load_ch(self, base, start, stride, stride_c, c: int, q: int):
+        i64 = ir.IntType(64)
+        off = self.b.add(self.b.add(start, self.b.mul(stride_c, ir.Constant(i64, c))),
+                         self.b.mul(stride, ir.Constant(i64, q)))
+        return self.b.load(self._ptr(base, off), align=4)
+
+    def store_ch(self, base, start, stride, stride_c, c: int, q: int, v) -> None:
+        i64 = ir.IntType(64)
+        off = self.b.add(self.b.add(start, self.b.mul(stride_c, ir.Constant(i64, c))),
+                         self.b.mul(stride, ir.Constant(i64, q)))
+        self.b.store(v, self._ptr(base, off), align=4)
+
+
+def _generate(n: int, ry: bool, double: bool) -> ir.Module:
+    """IR of one token (``forward``, ``backward``) for VEC lanes. Both take (buf, p, x, gout, gp,
+    ag, o, s, s_x, stride_x, stride, stride_c): scratch rows at lane offset o (the state forward,
+    its gradient backward, then R row-major), the packed channels p and gradients gp at (s,
+    stride, stride_c), the state before the token x at (s_x, stride_x) backward (forward: the
+    states' output at (s, stride)), the readout gradient gout and g_u, a_t out to ag at (s,
+    stride)."""
+    d = 4**n
+    rot, zx, zp = rotation_pairs(n), ry_pairs(n), damping_pairs(n)
+    real = ir.DoubleType() if double else ir.FloatType()
+    vec = 4 if double else 8
+    i64, ptr = ir.IntType(64), real.as_pointer()
+    module = ir.Module(name=f"qlam_damped_n{n}{'_ry' if ry else ''}")
+    vty = ir.VectorType(real, vec)
+    fma = ir.Function(module, ir.FunctionType(vty, [vty] * 3),
+                      f"llvm.fma.v{vec}f{64 if double else 32}")
+    half = ir.Constant(vty, [ir.Constant(real, 0.5)] * vec)
+
+    prefetch = ir.Function(module, ir.FunctionType(ir.VoidType(), [ptr] + [ir.IntType(32)] * 3),
+                           "llvm.prefetch.p0")
+
+    def function(name):
+        fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [ptr] * 6 + [i64] * 7), name)
+        for arg in fn.args[:6]:
+            arg.add_attribute("noalias")
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        e = _Emitter(b, fn.args[0], real, vec, d * LANES, fma)
+        e.off = fn.args[6]
+        return fn.args[1:6], fn.args[7:12], e, b.ret_void, fn.args[12]
+
+    def channels(e, p, s, stride, stride_c):
+        ch = lambda c: [e.load_ch(p, s, stride, stride_c, c, q) for q in range(n)]  # noqa: E731
+        return {c: ch(c) for c in ((COS, SIN, S, K, G) + ((RY, RY + 1) if ry else ()))}
+
+    def input_block(e, a, ch):
+        """a = Rz(δ) [Ry(a)] a: per qubit, RY on its (Z, X) pairs, then RZ on its (X, Y) pairs."""
+        a = list(a)
+        for q in range(n):
+            cb, sb = ch[COS][q], ch[SIN][q]
+            for i in range(rot.shape[1]):
+                ix, iy = rot[q, i]
+                x, y = a[ix], a[iy]
+                if ry:
+                    iz, ca, sa = zx[q, i, 0], ch[RY][q], ch[RY + 1][q]
+                    z = a[iz]
+                    x = e.lin([(1, sa, z), (1, ca, x)])  # RY on (z, x)
+                    a[iz] = e.lin([(1, ca, z), (-1, sa, a[ix])])
+                a[ix] = e.lin([(1, cb, x), (-1, sb, y)])
+                a[iy] = e.lin([(1, sb, x), (1, cb, y)])
+        return a
+
+    def matvec(e, v, transpose=False):
+        """R v (or Rᵀ v): output i = Σ_j R[i, j] v_j, left to right."""
+        ix = (lambda i, j: j * d + i) if transpose else (lambda i, j: i * d + j)  # noqa: E731
+        return [e.lin([(1, e.coef(ix(i, j)), v[j]) for j in range(d)]) for i in range(d)]
+
+    # forward: r ← A(ρ) R Rz(δ) [Ry(a)] r; the new state to the scratch rows and to x at (s, stride)
+    (p, x_out, _, _, _), (s, _, _, stride, stride_c), e, close, _ = function("forward")
+    ch = channels(e, p, s, stride, stride_c)
+    r = matvec(e, input_block(e, [e.load(i) for i in range(d)], ch))
+    for q in range(n):  # damping, qubit by qubit: X, Y scale by e^{-ρ/2}, Z -> e^{-ρ} Z + (1 - e^{-ρ}) I
+        for i in range(rot.shape[1]):
+            ix, iy = rot[q, i]
+            iz, ii = zp[q, i]
+            r[ix], r[iy] = e.mul(r[ix], ch[S][q]), e.mul(r[iy], ch[S][q])
+            r[iz] = e.lin([(1, ch[K][q], r[iz]), (1, ch[G][q], r[ii])])
+    for i in range(d):
+        e.store(i, r[i])
+        e.store_io(x_out, s, stride, i, r[i])
+    close()
+
+    # backward: on entry the scratch rows hold dL/dr_t from later tokens; on exit dL/dr_{t-1}
+    (p, x_prev, gout, gp, ag), (s, s_x, stride_x, stride, stride_c), e, close, ahead = \
+        function("backward")
+    # the walk runs to lower addresses, which the hardware prefetchers follow poorly: prefetching
+    # every row it reads ``ahead`` elements back made it 1.7x faster (20.4 -> 12.2 ms, preset)
+    i32 = ir.IntType(32)
+    hint = [ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)]  # read, keep, data
+    for base, start, stride_, rows_ in ((x_prev, s_x, stride_x, range(d)),
+                                        (gout, s, stride, range(d))):
+        for i in rows_:
+            e.b.call(prefetch, [e.b.gep(base, [e.b.add(e.b.add(start, ahead), e.b.mul(
+                stride_, ir.Constant(i64, i)))])] + hint)
+    for c in ((COS, SIN, S, K, G) + ((RY, RY + 1) if ry else ())):
+        for q in range(n):
+            off = e.b.add(e.b.add(e.b.add(s, ahead), e.b.mul(stride_c, ir.Constant(i64, c))),
+                          e.b.mul(stride, ir.Constant(i64, q)))
+            e.b.call(prefetch, [e.b.gep(p, [off])] + hint)
+    ch = channels(e, p, s, stride, stride_c)
+    a = input_block(e, [e.load_io(x_prev, s_x, stride_x, i) for i in range(d)], ch)
+    u = matvec(e, a)  # the state before the damping
+    g = [e.add(e.load(i), e.load_io(gout, s, stride, i)) for i in range(d)]  # dL/dr_t
+    for q in range(n):  # dL/du = A(ρ)ᵀ dL/dr_t
+        for i in range(rot.shape[1]):
+            ix, iy = rot[q, i]
+            iz, ii = zp[q, i]
+            g[ii] = e.lin([(1, ch[G][q], g[iz])], g[ii])
+            g[iz] = e.mul(g[iz], ch[K][q])
+            g[ix], g[iy] = e.mul(g[ix], ch[S][q]), e.mul(g[iy], ch[S][q])
+    for q in range(n):  # dL/dρ_q = g_u · B_q u, B_q: (I, X, Y, Z)_q -> (0, -x/2, -y/2, i - z)
+        terms, xy = [], []
+        for i in range(rot.shape[1]):
+            ix, iy = rot[q, i]
+            iz, ii = zp[q, i]
+            terms.append((1, g[iz], e.sub(u[ii], u[iz])))
+            xy += [(1, g[ix], u[ix]), (1, g[iy], u[iy])]
+        e.store_ch(gp, s, stride, stride_c, 1, q, e.sub(e.lin(terms), e.mul(e.lin(xy), half)))
+    for i in range(d):  # g_u and a_t for the GEMM of R's gradient
+        e.store_io(ag, s, stride, i, g[i])
+        e.store_io(ag, s, stride, d + i, a[i])
+    ga = matvec(e, g, transpose=True)  # dL/da_t = Rᵀ g_u
+    a = list(a)
+    for q in range(n):  # back through the input block, qubit by qubit, with the angles' gradients
+        cb, sb = ch[COS][q], ch[SIN][q]
+        gb, ga_q = [], []
+        for i in range(rot.shape[1]):
+            ix, iy = rot[q, i]
+            vx, vy, ax, ay = ga[ix], ga[iy], a[ix], a[iy]
+            gb += [(1, vy, ax), (-1, vx, ay)]  # d/dδ (x, y) = (-y, x)
+            x1 = e.lin([(1, cb, ax), (1, sb, ay)])  # Rz(-δ): back to after the RY
+            y1 = e.lin([(1, cb, ay), (-1, sb, ax)])
+            gx1 = e.lin([(1, cb, vx), (1, sb, vy)])
+            gy1 = e.lin([(1, cb, vy), (-1, sb, vx)])
+            if ry:
+                iz, ca, sa = zx[q, i, 0], ch[RY][q], ch[RY + 1][q]
+                vz, az = ga[iz], a[iz]
+                ga_q += [(1, gx1, az), (-1, vz, x1)]  # d/da (z, x) = (-x, z)
+                a[ix], a[iz] = e.lin([(1, ca, x1), (-1, sa, az)]), e.lin([(1, ca, az), (1, sa, x1)])
+                ga[ix], ga[iz] = e.lin([(1, ca, gx1), (-1, sa, vz)]), e.lin([(1, ca, vz), (1, sa, gx1)])
+            else:
+                a[ix], ga[ix] = x1, gx1
+            a[iy], ga[iy] = y1, gy1
+        e.store_ch(gp, s, stride, stride_c, 0, q, e.lin(gb))
+        if ry:
+            e.store_ch(gp, s, stride, stride_c, 2, q, e.lin(ga_q))
+    for i in range(d):
+        e.store(i, ga[i])
+    close()
+    return module
+
+
+_ENGINES: list = []  # compiled code must outlive every call into it
+
+
+@lru_cache(maxsize=None)
+def _compiled(n: int, ry: bool, double: bool) -> tuple[int, int, int]:
+    """Addresses of the compiled token functions (forward, backward) and the SIMD width."""
+    module = _generate(n, ry, double)
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    mod = llvm.parse_assembly(str(module))
+    mod.verify()
+    tm = llvm.Target.from_default_triple().create_target_machine(
+        cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(), opt=3)
+    pb = llvm.create_pass_builder(tm, llvm.create_pipeline_tuning_options(speed_level=3))
+    pb.getModulePassManager().run(mod, pb)
+    engine = llvm.create_mcjit_compiler(mod, tm)
+    engine.finalize_object()
+    _ENGINES.append((engine, mod))
+    return (engine.get_function_address("forward"), engine.get_function_address("backward"),
+            4 if double else 8)
+
+
+if numba is not None:
+
+    def _data(context, builder, ty, value):
+        return context.make_array(ty)(context, builder, value).data
+
+    @intrinsic
+    def _call(typingctx, fn, buf, p, x, gout, gp, ag, o, s, s_x, stride_x, stride, stride_c, ahead):
+        """Call the compiled token function at address fn (``_generate``'s signature)."""
+        sig = types.void(types.intp, buf, p, x, gout, gp, ag, *[types.intp] * 7)
+
+        def codegen(context, builder, signature, args):
+            ptrs = [_data(context, builder, t, v) for t, v in zip(signature.args[1:7], args[1:7])]
+            fnty = ir.FunctionType(ir.VoidType(), [q.type for q in ptrs] + [ir.IntType(64)] * 7)
+            builder.call(builder.inttoptr(args[0], fnty.as_pointer()), ptrs + list(args[7:]))
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    @njit(parallel=True, cache=True)
+    def _forward(fn, vec, r0, p, coef, out):  # pragma: no cover - compiled
+        """r0 (N,), packed channels p (C, H, n, T, B), R per head coef (H, N·N) -> states into
+        out (H, N, T, B); B is a multiple of LANES."""
+        n_head, n_d, n_t, n_b = out.shape
+        n_blk = n_b // LANES
+        stride, stride_c = n_t * n_b, p.shape[1] * p.shape[2] * n_t * n_b
+        for task in prange(n_head * n_blk):
+            h, b0 = task // n_blk, (task % n_blk) * LANES
+            buf = np.empty(n_d * LANES + coef.shape[1], dtype=out.dtype)
+            buf[n_d * LANES:] = coef[h]
+            for i in range(n_d):
+                buf[i * LANES:(i + 1) * LANES] = r0[i]
+            ph, oh = p[:, h], out[h]
+            for t in range(n_t):
+                for o in range(0, LANES, vec):
+                    s = t * n_b + b0 + o
+                    _call(fn, buf, ph, oh, oh, ph, oh, o, s, s, stride, stride, stride_c, 0)
+
+    @njit(parallel=True, cache=True)
+    def _backward(fn, vec, r0x, p, coef, states, g_out, gp, ag):  # pragma: no cover - compiled
+        """Reverse walk of ``_forward``: r0x (N·LANES,) the start state on every lane, states and
+        dL/dstates g_out (H, N, T, B) -> the channels' gradients into gp (C', H, n, T, B) (δ, ρ
+        [, a]) and g_u, a_t into ag (H, 2N, T, B)."""
+        n_head, n_d, n_t, n_b = states.shape
+        n_blk = n_b // LANES
+        stride, stride_c = n_t * n_b, p.shape[1] * p.shape[2] * n_t * n_b
+        for task in prange(n_head * n_blk):
+            h, b0 = task // n_blk, (task % n_blk) * LANES
+            buf = np.zeros(n_d * LANES + coef.shape[1], dtype=states.dtype)
+            buf[n_d * LANES:] = coef[h]
+            ph, sh, gh, gph, agh = p[:, h], states[h], g_out[h], gp[:, h], ag[h]
+            for t in range(n_t - 1, 0, -1):
+                ahead = -min(t - 1, AHEAD) * n_b  # the rows AHEAD tokens on
+                for o in range(0, LANES, vec):
+                    s = t * n_b + b0 + o
+                    _call(fn, buf, ph, sh, gh, gph, agh, o, s, s - n_b, stride, stride, stride_c,
+                          ahead)
+            for o in range(0, LANES, vec):  # the first token: the state before it is r0
+                _call(fn, buf, ph, r0x, gh, gph, agh, o, b0 + o, o, LANES, stride, stride_c, 0)
+
+
+def pack(rz: Tensor, rate: Tensor, ry: Tensor | None, dtype: torch.dtype) -> Tensor:
+    """The kernel's inputs from angles and rates (H, n, T, B) (any of them broadcast): channels
+    (C, H, n, T, B) cos δ, sin δ, e^{-ρ/2}, e^{-ρ}, 1 - e^{-ρ}[, cos a, sin a]."""
+    shape = torch.broadcast_shapes(rz.shape, rate.shape)
+    p = torch.empty((7 if ry is not None else 5,) + shape, dtype=dtype)
+    rz, neg = rz.detach().to(dtype), rate.detach().to(dtype).neg().expand(shape)
+    torch.cos(rz, out=p[COS])
+    torch.sin(rz, out=p[SIN])
+    torch.exp(neg * 0.5, out=p[S])
+    torch.mul(p[S], p[S], out=p[K])
+    torch.expm1(neg, out=p[G]).neg_()
+    if ry is not None:
+        ry = ry.detach().to(dtype)
+        torch.cos(ry, out=p[RY])
+        torch.sin(ry, out=p[RY + 1])
+    return p
+
+
+class _DampedScan(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, r0: Tensor, rz: Tensor, rate: Tensor, m: Tensor, ry: Tensor | None) -> Tensor:
+        match_threads()
+        dtype, n = m.dtype, rz.shape[1]
+        fw, bw, vec = _compiled(n, ry is not None, dtype == torch.float64)
+        p = pack(rz, rate, ry, dtype)  # (C, H, n, T, B)
+        _, h, _, t, b = p.shape
+        out = torch.empty(h, m.shape[-1], t, b, dtype=dtype)  # (H, N, T, B)
+        coef = m.detach().reshape(h, -1).contiguous()
+        _forward(fw, vec, r0.detach().to(dtype).contiguous().numpy(), p.numpy(), coef.numpy(),
+                 out.numpy())
+        ctx.bw, ctx.vec, ctx.ry = bw, vec, ry is not None
+        ctx.rate_shape = rate.shape
+        ctx.save_for_backward(r0, p, coef, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g_out: Tensor):
+        r0, p, coef, states = ctx.saved_tensors
+        _, h, n, t, b = p.shape
+        d = states.shape[1]
+        gp = torch.empty(3 if ctx.ry else 2, h, n, t, b, dtype=states.dtype)  # g_δ, g_ρ[, g_a]
+        ag = torch.empty(h, 2 * d, t, b, dtype=states.dtype)  # g_u, a_t
+        r0x = r0.to(states.dtype).repeat_interleave(LANES).contiguous()
+        _backward(ctx.bw, ctx.vec, r0x.numpy(), p.numpy(), coef.numpy(), states.numpy(),
+                  g_out.to(states.dtype).contiguous().numpy(), gp.numpy(), ag.numpy())
+        pair = ag.view(h, 2, d, t * b)
+        g_m = torch.bmm(pair[:, 0], pair[:, 1].transpose(1, 2))  # Σ_t g_u a_tᵀ (H, N, N)
+        g_rate = gp[1]
+        if g_rate.shape != ctx.rate_shape:  # a broadcast rate: sum its gradient back
+            g_rate = g_rate.sum_to_size(ctx.rate_shape)
+        return None, gp[0], g_rate, g_m, gp[2] if ctx.ry else None
+
+
+def damped_scan_lanes(r0: Tensor, rz: Tensor, rate: Tensor, m: Tensor,
+                      ry: Tensor | None = None) -> Tensor:
+    """States (H, N, T, B) of the damped memories: r0 (N,), RZ angles δ (H, n, T, B), rates ρ
+    (H, n, T, B) or broadcastable to it, mixing PTM R (H, N, N) real, optional RY angles (H, n,
+    T, B). Differentiable in δ, ρ, R and the RY angles; ``selective.rz_damped_scan_ref`` is the
+    same recurrence in plain autograd (in (T, B, H, ·) layouts)."""
+    from torch.nn.functional import pad
+    n, b = rz.shape[1], rz.shape[-1]
+    if not supports(n):
+        raise ValueError(f"the generated damped kernel runs memories of 1 to {MAX_QUBITS} qubits "
+                         f"with numba; got {n} qubits")
+    extra = -b % LANES  # tasks run LANES samples: pad with zero angles and rates, dropped after
+    if extra:
+        rate = pad(rate.expand_as(rz), (0, extra))
+        rz, ry = pad(rz, (0, extra)), None if ry is None else pad(ry, (0, extra))
+    out = _DampedScan.apply(r0, rz.contiguous(), rate, m.contiguous(),
+                            None if ry is None else ry.contiguous())
+    return out[..., :b] if extra else out
+
+
+def damped_scan_lanes_ref(r0: Tensor, rz: Tensor, rate: Tensor, m: Tensor,
+                          ry: Tensor | None = None) -> Tensor:
+    """Reference of ``damped_scan_lanes`` in plain autograd: the same arguments and states (H, N,
+    T, B), through ``selective.rz_damped_scan_ref`` in its (T, B, H, ·) layouts."""
+    tb = lambda v: None if v is None else v.expand_as(rz).permute(2, 3, 0, 1)  # noqa: E731
+    return rz_damped_scan_ref(r0, tb(rz), tb(rate), m, tb(ry)).permute(2, 3, 0, 1)
