@@ -1,7 +1,8 @@
 """Damped QLAM layer: the memories are density matrices that relax, read by learned bases.
 
-Per head h and token t (``circuits/damped.py`` is the circuit, ``backends/engine/transfer.py`` the
-engine):
+Per head h and token t (``circuits/damped.py`` is the circuit; the engine is
+``backends/engine/damped_fused.py``'s generated kernel for memories of up to 2 qubits, else
+``transfer.py``'s and ``selective.py``'s numba kernels):
 
     θ_t   = Δ_h (W x_t + b)                      the input map of QLAMLayer
     ρ_t   = A_γh( M(Δ_h w_h) E(θ_t) ρ_{t-1} E† M† )    cell, then amplitude damping per qubit
@@ -59,7 +60,7 @@ class DampedQLAMLayer(nn.Module):
         program = CircuitProgram(tpl.circuit, list(tpl.inputs), list(tpl.weights))
         self.product = product_form(program)
         self.ry = tpl.config is not None and tpl.config.encoding == "ry_rz"
-        """Input block RY(a_t) RZ(b_t) per qubit (θ = (a, b)): scanned by selective.py's kernel."""
+        """Input block RY(a_t) RZ(b_t) per qubit (θ = (a, b)): a per-token channel."""
         if (self.product is None and not self.ry) or n > MAX_QUBITS:
             raise EngineError("memory='damped' needs a cell of at most "
                               f"{MAX_QUBITS} qubits with one-qubit diagonal input gates (encoding "
@@ -226,7 +227,8 @@ class DampedQLAMLayer(nn.Module):
         else:
             p, c = self.product.relative_phases(self.mixing())  # (m, n), (H, n)
             w_eff = torch.einsum("hmd,mq->hqd", w, p.to(w.dtype))  # (H, n, d_in)
-            ry, rz = None, lane(w_eff.flatten(0, 1), (bias @ p.to(w.dtype) + c.to(w.dtype)).flatten())
+            b_eff = bias @ p.to(w.dtype) + c.to(w.dtype)  # (H, n)
+            ry, rz = None, lane(w_eff.flatten(0, 1), b_eff.flatten())
         if self.select is not None:  # ν + G x + g per token
             rates = torch.exp(lane(self.select.weight, self.select.bias + self.log_rate.flatten()))
         else:
@@ -234,7 +236,9 @@ class DampedQLAMLayer(nn.Module):
         return damped_scan_lanes(self.r0, rz, rates, self.mixing_transfer(), ry)
 
     def states(self, x: Tensor) -> Tensor:
-        """x (B, T, d_in) -> every memory's Pauli vector after each token (T, B, H, N)."""
+        """x (B, T, d_in) -> every memory's Pauli vector after each token (T, B, H, N), by the
+        numba kernels of transfer.py and selective.py (forward() on wider memories or off the
+        CPU, and the references' layout)."""
         xt = x.transpose(0, 1).contiguous()  # (T, B, d_in), time-major: one copy, not one per map
         return self._scan(xt, self.r0, rz_transfer_scan, rz_damped_scan)
 

@@ -39,6 +39,8 @@ if numba is not None:
     from numba import njit, prange, types
     from numba.extending import intrinsic
 
+    from .fused_readout import _data
+
 Tensor = torch.Tensor
 AHEAD = 2
 """Tokens ahead (lower in memory) whose rows the backward walk prefetches."""
@@ -126,11 +128,11 @@ def _generate(n: int, ry: bool, double: bool) -> ir.Module:
         ix = (lambda i, j: j * d + i) if transpose else (lambda i, j: i * d + j)  # noqa: E731
         return [e.lin([(1, e.coef(ix(i, j)), v[j]) for j in range(d)]) for i in range(d)]
 
-    # forward: r ← A(ρ) R Rz(δ) [Ry(a)] r; the new state to the scratch rows and to x at (s, stride)
+    # forward: r ← A(ρ) R Rz(δ) [Ry(a)] r; the new state to the scratch rows and to x at s
     (p, x_out, _, _, _), (s, _, _, stride, stride_c), e, close, _ = function("forward")
     ch = channels(e, p, s, stride, stride_c)
     r = matvec(e, input_block(e, [e.load(i) for i in range(d)], ch))
-    for q in range(n):  # damping, qubit by qubit: X, Y scale by e^{-ρ/2}, Z -> e^{-ρ} Z + (1 - e^{-ρ}) I
+    for q in range(n):  # damping per qubit: X, Y -> e^{-ρ/2} ·, Z -> e^{-ρ} Z + (1 - e^{-ρ}) I
         for i in range(rot.shape[1]):
             ix, iy = rot[q, i]
             iz, ii = zp[q, i]
@@ -198,7 +200,8 @@ def _generate(n: int, ry: bool, double: bool) -> ir.Module:
                 vz, az = ga[iz], a[iz]
                 ga_q += [(1, gx1, az), (-1, vz, x1)]  # d/da (z, x) = (-x, z)
                 a[ix], a[iz] = e.lin([(1, ca, x1), (-1, sa, az)]), e.lin([(1, ca, az), (1, sa, x1)])
-                ga[ix], ga[iz] = e.lin([(1, ca, gx1), (-1, sa, vz)]), e.lin([(1, ca, vz), (1, sa, gx1)])
+                ga[ix] = e.lin([(1, ca, gx1), (-1, sa, vz)])
+                ga[iz] = e.lin([(1, ca, vz), (1, sa, gx1)])
             else:
                 a[ix], ga[ix] = x1, gx1
             a[iy], ga[iy] = y1, gy1
@@ -235,11 +238,9 @@ def _compiled(n: int, ry: bool, double: bool) -> tuple[int, int, int]:
 
 if numba is not None:
 
-    def _data(context, builder, ty, value):
-        return context.make_array(ty)(context, builder, value).data
-
     @intrinsic
-    def _call(typingctx, fn, buf, p, x, gout, gp, ag, o, s, s_x, stride_x, stride, stride_c, ahead):
+    def _call(typingctx, fn, buf, p, x, gout, gp, ag, o, s, s_x, stride_x, stride, stride_c,
+              ahead):
         """Call the compiled token function at address fn (``_generate``'s signature)."""
         sig = types.void(types.intp, buf, p, x, gout, gp, ag, *[types.intp] * 7)
 
