@@ -11,10 +11,10 @@ arithmetic. Here ``_generate`` writes one token's update for VEC lanes as straig
 through the input block, the mat-vec (R's N² entries broadcast from the task's scratch row) and
 the damping. Backward walks the tokens in reverse from the stored states: per token it rebuilds
 a_t = Rz Ry r_{t-1} and u_t = R a_t, pulls the gradient back through A, R and the input block,
-writes the angles' and rates' gradients, and writes g_u and a_t out so that the mixing matrix's
-gradient Σ_t g_u a_tᵀ is one batched GEMM afterwards (its N² sums per token would cost more
-in the walk than the walk itself). Determinism as in ``fused_readout``: no fast-math, explicit
-``llvm.fma``, every sum in a fixed order.
+writes the angles' and rates' gradients and adds g_u a_tᵀ to R's gradient in the scratch buffer
+(one VEC-wide sum per entry: 8 KB at n = 2; writing g_u and a_t out for one batched GEMM after
+the walk was slower, 50 MB more traffic). Determinism as in ``fused_readout``: no fast-math,
+explicit ``llvm.fma``, every sum in a fixed order.
 
 Layouts (T·B minor, the GEMMs' layouts): angles and rates (H, n, T, B); the kernel's packed
 inputs (C, H, n, T, B) with channels cos δ, sin δ, e^{-ρ/2}, e^{-ρ}, 1 - e^{-ρ}[, cos a, sin a]
@@ -74,11 +74,11 @@ class _Emitter(_Token):
 
 def _generate(n: int, ry: bool, double: bool) -> ir.Module:
     """IR of one token (``forward``, ``backward``) for VEC lanes. Both take (buf, p, x, gout, gp,
-    ag, o, s, s_x, stride_x, stride, stride_c): scratch rows at lane offset o (the state forward,
-    its gradient backward, then R row-major), the packed channels p and gradients gp at (s,
-    stride, stride_c), the state before the token x at (s_x, stride_x) backward (forward: the
-    states' output at (s, stride)), the readout gradient gout and g_u, a_t out to ag at (s,
-    stride)."""
+    o, s, s_x, stride_x, stride, stride_c, ahead): the scratch buffer (rows at lane offset o: the
+    state forward, its gradient backward; then R row-major; then backward R's gradient sums),
+    the packed channels p and their gradients gp at (s, stride, stride_c), the state before the
+    token x at (s_x, stride_x) backward (forward: the states' output at (s, stride)), the readout
+    gradient gout at (s, stride), and backward the prefetch distance ``ahead``."""
     d = 4**n
     rot, zx, zp = rotation_pairs(n), ry_pairs(n), damping_pairs(n)
     real = ir.DoubleType() if double else ir.FloatType()
@@ -94,13 +94,13 @@ def _generate(n: int, ry: bool, double: bool) -> ir.Module:
                            "llvm.prefetch.p0")
 
     def function(name):
-        fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [ptr] * 6 + [i64] * 7), name)
-        for arg in fn.args[:6]:
+        fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [ptr] * 5 + [i64] * 7), name)
+        for arg in fn.args[:5]:
             arg.add_attribute("noalias")
         b = ir.IRBuilder(fn.append_basic_block("entry"))
         e = _Emitter(b, fn.args[0], real, vec, d * LANES, fma)
-        e.off = fn.args[6]
-        return fn.args[1:6], fn.args[7:12], e, b.ret_void, fn.args[12]
+        e.off = fn.args[5]
+        return fn.args[1:5], fn.args[6:11], e, b.ret_void, fn.args[11]
 
     def channels(e, p, s, stride, stride_c):
         ch = lambda c: [e.load_ch(p, s, stride, stride_c, c, q) for q in range(n)]  # noqa: E731
@@ -129,7 +129,7 @@ def _generate(n: int, ry: bool, double: bool) -> ir.Module:
         return [e.lin([(1, e.coef(ix(i, j)), v[j]) for j in range(d)]) for i in range(d)]
 
     # forward: r ← A(ρ) R Rz(δ) [Ry(a)] r; the new state to the scratch rows and to x at s
-    (p, x_out, _, _, _), (s, _, _, stride, stride_c), e, close, _ = function("forward")
+    (p, x_out, _, _), (s, _, _, stride, stride_c), e, close, _ = function("forward")
     ch = channels(e, p, s, stride, stride_c)
     r = matvec(e, input_block(e, [e.load(i) for i in range(d)], ch))
     for q in range(n):  # damping per qubit: X, Y -> e^{-ρ/2} ·, Z -> e^{-ρ} Z + (1 - e^{-ρ}) I
@@ -144,7 +144,7 @@ def _generate(n: int, ry: bool, double: bool) -> ir.Module:
     close()
 
     # backward: on entry the scratch rows hold dL/dr_t from later tokens; on exit dL/dr_{t-1}
-    (p, x_prev, gout, gp, ag), (s, s_x, stride_x, stride, stride_c), e, close, ahead = \
+    (p, x_prev, gout, gp), (s, s_x, stride_x, stride, stride_c), e, close, ahead = \
         function("backward")
     # the walk runs to lower addresses, which the hardware prefetchers follow poorly: prefetching
     # every row it reads ``ahead`` elements back made it 1.7x faster (20.4 -> 12.2 ms, preset)
@@ -179,9 +179,13 @@ def _generate(n: int, ry: bool, double: bool) -> ir.Module:
             terms.append((1, g[iz], e.sub(u[ii], u[iz])))
             xy += [(1, g[ix], u[ix]), (1, g[iy], u[iy])]
         e.store_ch(gp, s, stride, stride_c, 1, q, e.sub(e.lin(terms), e.mul(e.lin(xy), half)))
-    for i in range(d):  # g_u and a_t for the GEMM of R's gradient
-        e.store_io(ag, s, stride, i, g[i])
-        e.store_io(ag, s, stride, d + i, a[i])
+    acc0 = d * LANES + d * d  # after the rows and R: dL/dR += g_u a_tᵀ, VEC lanes wide (all
+    # calls of a task add into the same VEC lanes: 8 KB at n = 2 where LANES wide took 32 KB)
+    for i in range(d):
+        for j in range(d):
+            ptr_ = e.b.bitcast(e.b.gep(e.buf, [ir.Constant(i64, acc0 + (i * d + j) * vec)]),
+                               vty.as_pointer())
+            e.b.store(e.lin([(1, g[i], a[j])], e.b.load(ptr_, align=4)), ptr_, align=4)
     ga = matvec(e, g, transpose=True)  # dL/da_t = Rᵀ g_u
     a = list(a)
     for q in range(n):  # back through the input block, qubit by qubit, with the angles' gradients
@@ -239,15 +243,14 @@ def _compiled(n: int, ry: bool, double: bool) -> tuple[int, int, int]:
 if numba is not None:
 
     @intrinsic
-    def _call(typingctx, fn, buf, p, x, gout, gp, ag, o, s, s_x, stride_x, stride, stride_c,
-              ahead):
+    def _call(typingctx, fn, buf, p, x, gout, gp, o, s, s_x, stride_x, stride, stride_c, ahead):
         """Call the compiled token function at address fn (``_generate``'s signature)."""
-        sig = types.void(types.intp, buf, p, x, gout, gp, ag, *[types.intp] * 7)
+        sig = types.void(types.intp, buf, p, x, gout, gp, *[types.intp] * 7)
 
         def codegen(context, builder, signature, args):
-            ptrs = [_data(context, builder, t, v) for t, v in zip(signature.args[1:7], args[1:7])]
+            ptrs = [_data(context, builder, t, v) for t, v in zip(signature.args[1:6], args[1:6])]
             fnty = ir.FunctionType(ir.VoidType(), [q.type for q in ptrs] + [ir.IntType(64)] * 7)
-            builder.call(builder.inttoptr(args[0], fnty.as_pointer()), ptrs + list(args[7:]))
+            builder.call(builder.inttoptr(args[0], fnty.as_pointer()), ptrs + list(args[6:]))
             return context.get_dummy_value()
 
         return sig, codegen
@@ -269,29 +272,44 @@ if numba is not None:
             for t in range(n_t):
                 for o in range(0, LANES, vec):
                     s = t * n_b + b0 + o
-                    _call(fn, buf, ph, oh, oh, ph, oh, o, s, s, stride, stride, stride_c, 0)
+                    _call(fn, buf, ph, oh, oh, ph, o, s, s, stride, stride, stride_c, 0)
 
     @njit(parallel=True, cache=True)
-    def _backward(fn, vec, r0x, p, coef, states, g_out, gp, ag):  # pragma: no cover - compiled
+    def _backward(fn, vec, r0x, p, coef, states, g_out, gp, g_m):  # pragma: no cover - compiled
         """Reverse walk of ``_forward``: r0x (N·LANES,) the start state on every lane, states and
         dL/dstates g_out (H, N, T, B) -> the channels' gradients into gp (C', H, n, T, B) (δ, ρ
-        [, a]) and g_u, a_t into ag (H, 2N, T, B)."""
+        [, a]) and per task dL/dR into g_m (tasks, N·N): float32 sums of at most 32 tokens
+        in the scratch buffer, added into float64 in a fixed order."""
         n_head, n_d, n_t, n_b = states.shape
         n_blk = n_b // LANES
         stride, stride_c = n_t * n_b, p.shape[1] * p.shape[2] * n_t * n_b
         for task in prange(n_head * n_blk):
             h, b0 = task // n_blk, (task % n_blk) * LANES
-            buf = np.zeros(n_d * LANES + coef.shape[1], dtype=states.dtype)
-            buf[n_d * LANES:] = coef[h]
-            ph, sh, gh, gph, agh = p[:, h], states[h], g_out[h], gp[:, h], ag[h]
+            n_acc = n_d * n_d * vec
+            acc0 = n_d * LANES + coef.shape[1]
+            buf = np.zeros(acc0 + n_acc, dtype=states.dtype)
+            buf[n_d * LANES:acc0] = coef[h]
+            total = np.zeros(n_acc)  # float64 sums of the float32 partial sums
+            ph, sh, gh, gph = p[:, h], states[h], g_out[h], gp[:, h]
             for t in range(n_t - 1, 0, -1):
+                if t % 32 == 0:
+                    for a in range(n_acc):
+                        total[a] += buf[acc0 + a]
+                        buf[acc0 + a] = 0.0
                 ahead = -min(t - 1, AHEAD) * n_b  # the rows AHEAD tokens on
                 for o in range(0, LANES, vec):
                     s = t * n_b + b0 + o
-                    _call(fn, buf, ph, sh, gh, gph, agh, o, s, s - n_b, stride, stride, stride_c,
+                    _call(fn, buf, ph, sh, gh, gph, o, s, s - n_b, stride, stride, stride_c,
                           ahead)
             for o in range(0, LANES, vec):  # the first token: the state before it is r0
-                _call(fn, buf, ph, r0x, gh, gph, agh, o, b0 + o, o, LANES, stride, stride_c, 0)
+                _call(fn, buf, ph, r0x, gh, gph, o, b0 + o, o, LANES, stride, stride_c, 0)
+            for a in range(n_acc):
+                total[a] += buf[acc0 + a]
+            for j in range(n_d * n_d):
+                v = 0.0
+                for l in range(vec):
+                    v += total[j * vec + l]
+                g_m[task, j] = v
 
 
 def pack(rz: Tensor, rate: Tensor, ry: Tensor | None, dtype: torch.dtype) -> Tensor:
@@ -335,12 +353,11 @@ class _DampedScan(torch.autograd.Function):
         _, h, n, t, b = p.shape
         d = states.shape[1]
         gp = torch.empty(3 if ctx.ry else 2, h, n, t, b, dtype=states.dtype)  # g_δ, g_ρ[, g_a]
-        ag = torch.empty(h, 2 * d, t, b, dtype=states.dtype)  # g_u, a_t
+        g_m = torch.empty(h * (b // LANES), d * d, dtype=torch.float64)  # dL/dR per task
         r0x = r0.to(states.dtype).repeat_interleave(LANES).contiguous()
         _backward(ctx.bw, ctx.vec, r0x.numpy(), p.numpy(), coef.numpy(), states.numpy(),
-                  g_out.to(states.dtype).contiguous().numpy(), gp.numpy(), ag.numpy())
-        pair = ag.view(h, 2, d, t * b)
-        g_m = torch.bmm(pair[:, 0], pair[:, 1].transpose(1, 2))  # Σ_t g_u a_tᵀ (H, N, N)
+                  g_out.to(states.dtype).contiguous().numpy(), gp.numpy(), g_m.numpy())
+        g_m = g_m.view(h, -1, d, d).sum(1).to(states.dtype)  # Σ_t g_u a_tᵀ (H, N, N)
         g_rate = gp[1]
         if g_rate.shape != ctx.rate_shape:  # a broadcast rate: sum its gradient back
             g_rate = g_rate.sum_to_size(ctx.rate_shape)
