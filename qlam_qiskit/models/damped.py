@@ -27,7 +27,7 @@ from torch import nn
 from ..backends.engine import EngineError, ReadoutEngine
 from ..backends.engine import damped_fused
 from ..backends.engine.compile import fixed_unitary_t
-from ..backends.engine.damped_fused import damped_scan_lanes
+from ..backends.engine.damped_fused import damped_read_lanes
 from ..backends.engine.product import product_form
 from ..backends.engine.program import CircuitProgram, as_complex_dtype, real_dtype
 from ..backends.engine.selective import rz_damped_scan, rz_damped_scan_ref
@@ -190,12 +190,13 @@ class DampedQLAMLayer(nn.Module):
         """x (B, T, d_in) -> (B, T, d_out)."""
         real = real_dtype(self.cdtype)
         b, t, _ = x.shape
-        if self.generated(x):
-            lanes = self.lanes(x)  # (H, N, T, B)
-        else:
-            lanes = self.states(x).permute(2, 3, 0, 1)  # (H, N, T, B): the numba kernels' layout
-        r = lanes.permute(2, 3, 0, 1)  # (T, B, H, N)
         w, bias = self.readout_map()
+        if self.generated(x):  # the readout map inside the generated kernel's walk
+            y = damped_read_lanes(*self._lane_inputs(x), w.to(real), bias.to(real))  # (d, T, B)
+            out = y.reshape(-1, t * b).T.contiguous()  # (T·B, d_out), features contiguous
+            return self.gated(out.view(t, b, -1).transpose(0, 1).to(self.out.weight.dtype), x)
+        lanes = self.states(x).permute(2, 3, 0, 1)  # (H, N, T, B): the numba kernels' layout
+        r = lanes.permute(2, 3, 0, 1)  # (T, B, H, N)
         if lanes.is_contiguous():  # one GEMM on the kernel's array, then one transpose of the
             # (d_out, T·B) result, so the residual stream reads its features contiguous
             out = torch.addmm(bias.to(real)[:, None], w.T, lanes.reshape(-1, t * b)).T.contiguous()
@@ -209,11 +210,10 @@ class DampedQLAMLayer(nn.Module):
         memories of up to its qubits."""
         return x.device.type == "cpu" and damped_fused.supports(self.cell_template.num_qubits)
 
-    def lanes(self, x: Tensor) -> Tensor:
-        """x (B, T, d_in) -> every memory's Pauli vector after each token (H, N, T, B), by the
-        generated kernel: every per-token input (angles, rates) is one GEMM over the T·B
-        time-major tokens into the kernel's (H, n, T, B) layout, so no per-token tensor is
-        transposed."""
+    def _lane_inputs(self, x: Tensor) -> tuple:
+        """x (B, T, d_in) -> the generated kernel's r0, RZ angles, rates, R, RY angles: every
+        per-token input is one GEMM over the T·B time-major tokens into the kernel's (H, n, T, B)
+        layout, so no per-token tensor is transposed."""
         b, t, d = x.shape
         h, n = self.heads, self.cell_template.num_qubits
         real = real_dtype(self.cdtype)
@@ -233,7 +233,7 @@ class DampedQLAMLayer(nn.Module):
             rates = torch.exp(lane(self.select.weight, self.select.bias + self.log_rate.flatten()))
         else:
             rates = self.rates().to(real)[..., None, None]  # (H, n, 1, 1)
-        return damped_scan_lanes(self.r0, rz, rates, self.mixing_transfer(), ry)
+        return self.r0, rz, rates, self.mixing_transfer(), ry
 
     def states(self, x: Tensor) -> Tensor:
         """x (B, T, d_in) -> every memory's Pauli vector after each token (T, B, H, N), by the

@@ -72,19 +72,22 @@ class _Emitter(_Token):
         self.b.store(v, self._ptr(base, off), align=4)
 
 
-def _generate(n: int, ry: bool, double: bool) -> ir.Module:
+def _generate(n: int, ry: bool, double: bool, d_out: int = 0) -> ir.Module:
     """IR of one token (``forward``, ``backward``) for VEC lanes. Both take (buf, p, x, gout, gp,
     o, s, s_x, stride_x, stride, stride_c, ahead): the scratch buffer (rows at lane offset o: the
     state forward, its gradient backward; then R row-major; then backward R's gradient sums),
     the packed channels p and their gradients gp at (s, stride, stride_c), the state before the
     token x at (s_x, stride_x) backward (forward: the states' output at (s, stride)), the readout
-    gradient gout at (s, stride), and backward the prefetch distance ``ahead``."""
+    gradient gout at (s, stride), and backward the prefetch distance ``ahead``. With ``d_out``
+    the memories are read by a linear map W (H·N, d_out) whose rows for this head follow R in
+    the scratch buffer: gout is then dL/dy (d_out, T·B) of y = Wᵀ r, and dL/dr = W_h dL/dy is
+    formed here, so the (H, N, T, B) gradient is never written."""
     d = 4**n
     rot, zx, zp = rotation_pairs(n), ry_pairs(n), damping_pairs(n)
     real = ir.DoubleType() if double else ir.FloatType()
     vec = 4 if double else 8
     i64, ptr = ir.IntType(64), real.as_pointer()
-    module = ir.Module(name=f"qlam_damped_n{n}{'_ry' if ry else ''}")
+    module = ir.Module(name=f"qlam_damped_n{n}{'_ry' if ry else ''}_out{d_out}")
     vty = ir.VectorType(real, vec)
     fma = ir.Function(module, ir.FunctionType(vty, [vty] * 3),
                       f"llvm.fma.v{vec}f{64 if double else 32}")
@@ -151,7 +154,7 @@ def _generate(n: int, ry: bool, double: bool) -> ir.Module:
     i32 = ir.IntType(32)
     hint = [ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)]  # read, keep, data
     for base, start, stride_, rows_ in ((x_prev, s_x, stride_x, range(d)),
-                                        (gout, s, stride, range(d))):
+                                        (gout, s, stride, range(d_out or d))):
         for i in rows_:
             e.b.call(prefetch, [e.b.gep(base, [e.b.add(e.b.add(start, ahead), e.b.mul(
                 stride_, ir.Constant(i64, i)))])] + hint)
@@ -163,7 +166,12 @@ def _generate(n: int, ry: bool, double: bool) -> ir.Module:
     ch = channels(e, p, s, stride, stride_c)
     a = input_block(e, [e.load_io(x_prev, s_x, stride_x, i) for i in range(d)], ch)
     u = matvec(e, a)  # the state before the damping
-    g = [e.add(e.load(i), e.load_io(gout, s, stride, i)) for i in range(d)]  # dL/dr_t
+    if d_out:  # dL/dr_t = later tokens' + W_h dL/dy_t
+        gy = [e.load_io(gout, s, stride, k) for k in range(d_out)]
+        g = [e.lin([(1, e.coef(d * d + i * d_out + k), gy[k]) for k in range(d_out)], e.load(i))
+             for i in range(d)]
+    else:  # dL/dr_t = later tokens' + the readout's
+        g = [e.add(e.load(i), e.load_io(gout, s, stride, i)) for i in range(d)]
     for q in range(n):  # dL/du = A(ρ)ᵀ dL/dr_t
         for i in range(rot.shape[1]):
             ix, iy = rot[q, i]
@@ -179,7 +187,7 @@ def _generate(n: int, ry: bool, double: bool) -> ir.Module:
             terms.append((1, g[iz], e.sub(u[ii], u[iz])))
             xy += [(1, g[ix], u[ix]), (1, g[iy], u[iy])]
         e.store_ch(gp, s, stride, stride_c, 1, q, e.sub(e.lin(terms), e.mul(e.lin(xy), half)))
-    acc0 = d * LANES + d * d  # after the rows and R: dL/dR += g_u a_tᵀ, VEC lanes wide (all
+    acc0 = d * LANES + d * d + d * d_out  # after rows, R, W_h: dL/dR += g_u a_tᵀ, VEC wide (all
     # calls of a task add into the same VEC lanes: 8 KB at n = 2 where LANES wide took 32 KB)
     for i in range(d):
         for j in range(d):
@@ -222,9 +230,9 @@ _ENGINES: list = []  # compiled code must outlive every call into it
 
 
 @lru_cache(maxsize=None)
-def _compiled(n: int, ry: bool, double: bool) -> tuple[int, int, int]:
+def _compiled(n: int, ry: bool, double: bool, d_out: int = 0) -> tuple[int, int, int]:
     """Addresses of the compiled token functions (forward, backward) and the SIMD width."""
-    module = _generate(n, ry, double)
+    module = _generate(n, ry, double, d_out)
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
     mod = llvm.parse_assembly(str(module))
@@ -276,8 +284,9 @@ if numba is not None:
 
     @njit(parallel=True, cache=True)
     def _backward(fn, vec, r0x, p, coef, states, g_out, gp, g_m):  # pragma: no cover - compiled
-        """Reverse walk of ``_forward``: r0x (N·LANES,) the start state on every lane, states and
-        dL/dstates g_out (H, N, T, B) -> the channels' gradients into gp (C', H, n, T, B) (δ, ρ
+        """Reverse walk of ``_forward``: r0x (N·LANES,) the start state on every lane, states
+        (H, N, T, B) and dL/dstates g_out (H, N, T, B), or dL/dy (1, d_out, T, B) when the
+        coefficients hold a readout map -> the channels' gradients into gp (C', H, n, T, B) (δ, ρ
         [, a]) and per task dL/dR into g_m (tasks, N·N): float32 sums of at most 32 tokens
         in the scratch buffer, added into float64 in a fixed order."""
         n_head, n_d, n_t, n_b = states.shape
@@ -290,7 +299,7 @@ if numba is not None:
             buf = np.zeros(acc0 + n_acc, dtype=states.dtype)
             buf[n_d * LANES:acc0] = coef[h]
             total = np.zeros(n_acc)  # float64 sums of the float32 partial sums
-            ph, sh, gh, gph = p[:, h], states[h], g_out[h], gp[:, h]
+            ph, sh, gh, gph = p[:, h], states[h], g_out[h % g_out.shape[0]], gp[:, h]
             for t in range(n_t - 1, 0, -1):
                 if t % 32 == 0:
                     for a in range(n_acc):
@@ -331,37 +340,70 @@ def pack(rz: Tensor, rate: Tensor, ry: Tensor | None, dtype: torch.dtype) -> Ten
 
 
 class _DampedScan(torch.autograd.Function):
+    """The kernel's states (H, N, T, B); with a readout map w (H·N, d_out) and bias (d_out,),
+    y = bias + wᵀ r (d_out, T, B) instead, whose gradient the backward walk maps to the states
+    itself."""
+
     @staticmethod
-    def forward(ctx, r0: Tensor, rz: Tensor, rate: Tensor, m: Tensor, ry: Tensor | None) -> Tensor:
+    def forward(ctx, r0: Tensor, rz: Tensor, rate: Tensor, m: Tensor, ry: Tensor | None,
+                w: Tensor | None, bias: Tensor | None) -> Tensor:
         match_threads()
         dtype, n = m.dtype, rz.shape[1]
-        fw, bw, vec = _compiled(n, ry is not None, dtype == torch.float64)
+        d_out = 0 if w is None else w.shape[1]
+        fw, bw, vec = _compiled(n, ry is not None, dtype == torch.float64, d_out)
         p = pack(rz, rate, ry, dtype)  # (C, H, n, T, B)
         _, h, _, t, b = p.shape
         out = torch.empty(h, m.shape[-1], t, b, dtype=dtype)  # (H, N, T, B)
-        coef = m.detach().reshape(h, -1).contiguous()
+        coef = m.detach().reshape(h, -1)  # R per head, then W_h (N, d_out) with a readout
+        if w is not None:
+            coef = torch.cat([coef, w.detach().to(dtype).reshape(h, -1)], 1)
+        coef = coef.contiguous()
         _forward(fw, vec, r0.detach().to(dtype).contiguous().numpy(), p.numpy(), coef.numpy(),
                  out.numpy())
         ctx.bw, ctx.vec, ctx.ry = bw, vec, ry is not None
         ctx.rate_shape = rate.shape
         ctx.save_for_backward(r0, p, coef, out)
-        return out
+        if w is None:
+            return out
+        y = torch.addmm(bias.detach().to(dtype)[:, None], w.detach().to(dtype).T,
+                        out.view(-1, t * b))  # (d_out, T·B)
+        return y.view(d_out, t, b)
 
     @staticmethod
     def backward(ctx, g_out: Tensor):
         r0, p, coef, states = ctx.saved_tensors
         _, h, n, t, b = p.shape
         d = states.shape[1]
+        read = coef.shape[1] > d * d
+        g = g_out.to(states.dtype).contiguous()  # (H, N, T, B) or dL/dy (d_out, T, B)
         gp = torch.empty(3 if ctx.ry else 2, h, n, t, b, dtype=states.dtype)  # g_δ, g_ρ[, g_a]
         g_m = torch.empty(h * (b // LANES), d * d, dtype=torch.float64)  # dL/dR per task
         r0x = r0.to(states.dtype).repeat_interleave(LANES).contiguous()
         _backward(ctx.bw, ctx.vec, r0x.numpy(), p.numpy(), coef.numpy(), states.numpy(),
-                  g_out.to(states.dtype).contiguous().numpy(), gp.numpy(), g_m.numpy())
+                  (g[None] if read else g).numpy(), gp.numpy(), g_m.numpy())
         g_m = g_m.view(h, -1, d, d).sum(1).to(states.dtype)  # Σ_t g_u a_tᵀ (H, N, N)
         g_rate = gp[1]
         if g_rate.shape != ctx.rate_shape:  # a broadcast rate: sum its gradient back
             g_rate = g_rate.sum_to_size(ctx.rate_shape)
-        return None, gp[0], g_rate, g_m, gp[2] if ctx.ry else None
+        g_w = g_bias = None
+        if read:  # y = bias + wᵀ r: dL/dw = r dL/dyᵀ, one GEMM over the T·B columns
+            g2 = g.view(-1, t * b)  # (d_out, T·B)
+            g_w, g_bias = states.view(h * d, t * b) @ g2.T, g2.sum(1)
+        return None, gp[0], g_rate, g_m, gp[2] if ctx.ry else None, g_w, g_bias
+
+
+def _padded(rz: Tensor, rate: Tensor, ry: Tensor | None) -> tuple:
+    """Inputs padded to whole tasks of LANES samples (zero angles and rates: dropped after)."""
+    from torch.nn.functional import pad
+    n, b = rz.shape[1], rz.shape[-1]
+    if not supports(n):
+        raise ValueError(f"the generated damped kernel runs memories of 1 to {MAX_QUBITS} qubits "
+                         f"with numba; got {n} qubits")
+    extra = -b % LANES
+    if extra:
+        rate = pad(rate.expand_as(rz), (0, extra))
+        rz, ry = pad(rz, (0, extra)), None if ry is None else pad(ry, (0, extra))
+    return rz.contiguous(), rate, None if ry is None else ry.contiguous()
 
 
 def damped_scan_lanes(r0: Tensor, rz: Tensor, rate: Tensor, m: Tensor,
@@ -370,18 +412,20 @@ def damped_scan_lanes(r0: Tensor, rz: Tensor, rate: Tensor, m: Tensor,
     (H, n, T, B) or broadcastable to it, mixing PTM R (H, N, N) real, optional RY angles (H, n,
     T, B). Differentiable in δ, ρ, R and the RY angles; ``selective.rz_damped_scan_ref`` is the
     same recurrence in plain autograd (in (T, B, H, ·) layouts)."""
-    from torch.nn.functional import pad
-    n, b = rz.shape[1], rz.shape[-1]
-    if not supports(n):
-        raise ValueError(f"the generated damped kernel runs memories of 1 to {MAX_QUBITS} qubits "
-                         f"with numba; got {n} qubits")
-    extra = -b % LANES  # tasks run LANES samples: pad with zero angles and rates, dropped after
-    if extra:
-        rate = pad(rate.expand_as(rz), (0, extra))
-        rz, ry = pad(rz, (0, extra)), None if ry is None else pad(ry, (0, extra))
-    out = _DampedScan.apply(r0, rz.contiguous(), rate, m.contiguous(),
-                            None if ry is None else ry.contiguous())
-    return out[..., :b] if extra else out
+    b = rz.shape[-1]
+    rz, rate, ry = _padded(rz, rate, ry)
+    return _DampedScan.apply(r0, rz, rate, m.contiguous(), ry, None, None)[..., :b]
+
+
+def damped_read_lanes(r0: Tensor, rz: Tensor, rate: Tensor, m: Tensor, ry: Tensor | None,
+                      w: Tensor, bias: Tensor) -> Tensor:
+    """``damped_scan_lanes`` read by a linear map: y = bias + wᵀ r (d_out, T, B) for w (H·N,
+    d_out), bias (d_out,). The same as the GEMM on ``damped_scan_lanes``'s states, but the
+    backward walk forms the states' gradient from dL/dy itself: the (H, N, T, B) gradient (25 MB
+    at the preset's size) is neither computed by a GEMM nor read back."""
+    b = rz.shape[-1]
+    rz, rate, ry = _padded(rz, rate, ry)
+    return _DampedScan.apply(r0, rz, rate, m.contiguous(), ry, w, bias)[..., :b]
 
 
 def damped_scan_lanes_ref(r0: Tensor, rz: Tensor, rate: Tensor, m: Tensor,
@@ -390,3 +434,10 @@ def damped_scan_lanes_ref(r0: Tensor, rz: Tensor, rate: Tensor, m: Tensor,
     T, B), through ``selective.rz_damped_scan_ref`` in its (T, B, H, ·) layouts."""
     tb = lambda v: None if v is None else v.expand_as(rz).permute(2, 3, 0, 1)  # noqa: E731
     return rz_damped_scan_ref(r0, tb(rz), tb(rate), m, tb(ry)).permute(2, 3, 0, 1)
+
+
+def damped_read_lanes_ref(r0: Tensor, rz: Tensor, rate: Tensor, m: Tensor, ry: Tensor | None,
+                          w: Tensor, bias: Tensor) -> Tensor:
+    """Reference of ``damped_read_lanes``: the reference states, then the map."""
+    r = damped_scan_lanes_ref(r0, rz, rate, m, ry)  # (H, N, T, B)
+    return torch.einsum("hntb,hno->otb", r, w.view(r.shape[0], r.shape[1], -1)) + bias[:, None, None]

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from qlam_qiskit.backends.engine import damped_fused
-from qlam_qiskit.backends.engine.damped_fused import damped_scan_lanes, damped_scan_lanes_ref
+from qlam_qiskit.backends.engine.damped_fused import (damped_read_lanes, damped_read_lanes_ref,
+                                                      damped_scan_lanes, damped_scan_lanes_ref)
 from qlam_qiskit.backends.engine.transfer import plus_state
 
 pytestmark = pytest.mark.skipif(not damped_fused.supports(1),
@@ -46,6 +47,28 @@ def test_kernel_matches_reference(n, ry, t, b, per_token, dtype):
     got, want = _run(damped_scan_lanes, *case), _run(damped_scan_lanes_ref, *case)
     for name, x, y in zip(("states", "g_rz", "g_rate", "g_m", "g_ry"), got, want):
         assert x.shape == y.shape and x.dtype == y.dtype, name
+        rel = ((x - y).abs().max() / y.abs().max()).item()
+        assert rel < TOL[dtype], f"{name}: {rel:.1e}"
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("n, ry, b, per_token", [(2, True, 32, True), (1, False, 37, True),
+                                                 (2, False, 5, False)])
+def test_readout_in_the_walk_matches_reference(n, ry, b, per_token, dtype):
+    """y = bias + wᵀ r with dL/dr formed inside the backward walk: y and every gradient
+    (angles, rates, R, w, bias) against the reference states read by the same map."""
+    r0, rz, rate, m, a, _ = _case(n, 11, b, 3, dtype, ry, per_token)
+    g = torch.Generator().manual_seed(7)
+    w = torch.randn(3 * 4**n, 5, generator=g, dtype=dtype).requires_grad_()
+    bias = torch.randn(5, generator=g, dtype=dtype).requires_grad_()
+    wy = torch.randn(5, 11, b, generator=g, dtype=dtype)
+    inputs = [rz, rate, m, w, bias] + ([a] if ry else [])
+    runs = []
+    for fn in (damped_read_lanes, damped_read_lanes_ref):
+        y = fn(r0, rz, rate, m, a, w, bias)
+        runs.append([y.detach()] + list(torch.autograd.grad((y * wy).sum(), inputs)))
+    for name, x, y in zip(("y", "g_rz", "g_rate", "g_m", "g_w", "g_bias", "g_ry"), *runs):
+        assert x.shape == y.shape, name
         rel = ((x - y).abs().max() / y.abs().max()).item()
         assert rel < TOL[dtype], f"{name}: {rel:.1e}"
 
