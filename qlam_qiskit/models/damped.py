@@ -192,9 +192,8 @@ class DampedQLAMLayer(nn.Module):
         b, t, _ = x.shape
         w, bias = self.readout_map()
         if self.generated(x):  # the readout map inside the generated kernel's walk
-            y = damped_read_lanes(*self._lane_inputs(x), w.to(real), bias.to(real))  # (d, T, B)
-            out = y.reshape(-1, t * b).T.contiguous()  # (T·B, d_out), features contiguous
-            return self.gated(out.view(t, b, -1).transpose(0, 1).to(self.out.weight.dtype), x)
+            y = damped_read_lanes(*self._lane_inputs(x), w.to(real), bias.to(real))  # (T, B, d)
+            return self.gated(y.transpose(0, 1).to(self.out.weight.dtype), x)  # (B, T, d_out)
         lanes = self.states(x).permute(2, 3, 0, 1)  # (H, N, T, B): the numba kernels' layout
         r = lanes.permute(2, 3, 0, 1)  # (T, B, H, N)
         if lanes.is_contiguous():  # one GEMM on the kernel's array, then one transpose of the

@@ -341,7 +341,7 @@ def pack(rz: Tensor, rate: Tensor, ry: Tensor | None, dtype: torch.dtype) -> Ten
 
 class _DampedScan(torch.autograd.Function):
     """The kernel's states (H, N, T, B); with a readout map w (H·N, d_out) and bias (d_out,),
-    y = bias + wᵀ r (d_out, T, B) instead, whose gradient the backward walk maps to the states
+    y = bias + wᵀ r as (T, B, d_out) instead, whose gradient the backward walk maps to the states
     itself."""
 
     @staticmethod
@@ -365,9 +365,9 @@ class _DampedScan(torch.autograd.Function):
         ctx.save_for_backward(r0, p, coef, out)
         if w is None:
             return out
-        y = torch.addmm(bias.detach().to(dtype)[:, None], w.detach().to(dtype).T,
-                        out.view(-1, t * b))  # (d_out, T·B)
-        return y.view(d_out, t, b)
+        y = torch.addmm(bias.detach().to(dtype), out.view(-1, t * b).T,
+                        w.detach().to(dtype))  # (T·B, d_out): faster than (d_out, T·B) here
+        return y.view(t, b, d_out)  # and no transpose for the residual stream
 
     @staticmethod
     def backward(ctx, g_out: Tensor):
@@ -375,20 +375,21 @@ class _DampedScan(torch.autograd.Function):
         _, h, n, t, b = p.shape
         d = states.shape[1]
         read = coef.shape[1] > d * d
-        g = g_out.to(states.dtype).contiguous()  # (H, N, T, B) or dL/dy (d_out, T, B)
+        g = g_out.to(states.dtype)  # (H, N, T, B), or dL/dy (T, B, d_out) with a readout
+        gk = g.reshape(t * b, -1).T.contiguous() if read else g.contiguous()  # the kernel's rows
         gp = torch.empty(3 if ctx.ry else 2, h, n, t, b, dtype=states.dtype)  # g_δ, g_ρ[, g_a]
         g_m = torch.empty(h * (b // LANES), d * d, dtype=torch.float64)  # dL/dR per task
         r0x = r0.to(states.dtype).repeat_interleave(LANES).contiguous()
         _backward(ctx.bw, ctx.vec, r0x.numpy(), p.numpy(), coef.numpy(), states.numpy(),
-                  (g[None] if read else g).numpy(), gp.numpy(), g_m.numpy())
+                  (gk.view(1, -1, t, b) if read else gk).numpy(), gp.numpy(), g_m.numpy())
         g_m = g_m.view(h, -1, d, d).sum(1).to(states.dtype)  # Σ_t g_u a_tᵀ (H, N, N)
         g_rate = gp[1]
         if g_rate.shape != ctx.rate_shape:  # a broadcast rate: sum its gradient back
             g_rate = g_rate.sum_to_size(ctx.rate_shape)
         g_w = g_bias = None
-        if read:  # y = bias + wᵀ r: dL/dw = r dL/dyᵀ, one GEMM over the T·B columns
-            g2 = g.view(-1, t * b)  # (d_out, T·B)
-            g_w, g_bias = states.view(h * d, t * b) @ g2.T, g2.sum(1)
+        if read:  # y = bias + rᵀ w: dL/dw = r dL/dy, one GEMM over the T·B tokens
+            g2 = g.reshape(t * b, -1)  # (T·B, d_out)
+            g_w, g_bias = states.view(h * d, t * b) @ g2, g2.sum(0)
         return None, gp[0], g_rate, g_m, gp[2] if ctx.ry else None, g_w, g_bias
 
 
@@ -419,13 +420,13 @@ def damped_scan_lanes(r0: Tensor, rz: Tensor, rate: Tensor, m: Tensor,
 
 def damped_read_lanes(r0: Tensor, rz: Tensor, rate: Tensor, m: Tensor, ry: Tensor | None,
                       w: Tensor, bias: Tensor) -> Tensor:
-    """``damped_scan_lanes`` read by a linear map: y = bias + wᵀ r (d_out, T, B) for w (H·N,
+    """``damped_scan_lanes`` read by a linear map: y = bias + wᵀ r (T, B, d_out) for w (H·N,
     d_out), bias (d_out,). The same as the GEMM on ``damped_scan_lanes``'s states, but the
     backward walk forms the states' gradient from dL/dy itself: the (H, N, T, B) gradient (25 MB
     at the preset's size) is neither computed by a GEMM nor read back."""
     b = rz.shape[-1]
     rz, rate, ry = _padded(rz, rate, ry)
-    return _DampedScan.apply(r0, rz, rate, m.contiguous(), ry, w, bias)[..., :b]
+    return _DampedScan.apply(r0, rz, rate, m.contiguous(), ry, w, bias)[:, :b]
 
 
 def damped_scan_lanes_ref(r0: Tensor, rz: Tensor, rate: Tensor, m: Tensor,
@@ -440,4 +441,5 @@ def damped_read_lanes_ref(r0: Tensor, rz: Tensor, rate: Tensor, m: Tensor, ry: T
                           w: Tensor, bias: Tensor) -> Tensor:
     """Reference of ``damped_read_lanes``: the reference states, then the map."""
     r = damped_scan_lanes_ref(r0, rz, rate, m, ry)  # (H, N, T, B)
-    return torch.einsum("hntb,hno->otb", r, w.view(r.shape[0], r.shape[1], -1)) + bias[:, None, None]
+    w = w.view(r.shape[0], r.shape[1], -1)  # (H, N, d_out)
+    return torch.einsum("hntb,hno->tbo", r, w) + bias

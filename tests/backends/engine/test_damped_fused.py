@@ -61,7 +61,7 @@ def test_readout_in_the_walk_matches_reference(n, ry, b, per_token, dtype):
     g = torch.Generator().manual_seed(7)
     w = torch.randn(3 * 4**n, 5, generator=g, dtype=dtype).requires_grad_()
     bias = torch.randn(5, generator=g, dtype=dtype).requires_grad_()
-    wy = torch.randn(5, 11, b, generator=g, dtype=dtype)
+    wy = torch.randn(11, b, 5, generator=g, dtype=dtype)
     inputs = [rz, rate, m, w, bias] + ([a] if ry else [])
     runs = []
     for fn in (damped_read_lanes, damped_read_lanes_ref):
