@@ -27,7 +27,7 @@ from torch import nn
 from ..backends.engine import EngineError, ReadoutEngine
 from ..backends.engine import damped_fused
 from ..backends.engine.compile import fixed_unitary_t
-from ..backends.engine.damped_fused import damped_read_lanes
+from ..backends.engine.damped_fused import damped_read
 from ..backends.engine.product import product_form
 from ..backends.engine.program import CircuitProgram, as_complex_dtype, real_dtype
 from ..backends.engine.selective import rz_damped_scan, rz_damped_scan_ref
@@ -192,7 +192,9 @@ class DampedQLAMLayer(nn.Module):
         b, t, _ = x.shape
         w, bias = self.readout_map()
         if self.generated(x):  # the readout map inside the generated kernel's walk
-            y = damped_read_lanes(*self._lane_inputs(x), w.to(real), bias.to(real))  # (T, B, d)
+            z, rate = self.lane_inputs(x)
+            y = damped_read(self.r0, z, self.mixing_transfer(), w.to(real), bias.to(real),
+                            ry=self.ry, rate=rate)  # (T, B, d_out)
             return self.gated(y.transpose(0, 1).to(self.out.weight.dtype), x)  # (B, T, d_out)
         lanes = self.states(x).permute(2, 3, 0, 1)  # (H, N, T, B): the numba kernels' layout
         r = lanes.permute(2, 3, 0, 1)  # (T, B, H, N)
@@ -209,30 +211,33 @@ class DampedQLAMLayer(nn.Module):
         memories of up to its qubits."""
         return x.device.type == "cpu" and damped_fused.supports(self.cell_template.num_qubits)
 
-    def _lane_inputs(self, x: Tensor) -> tuple:
-        """x (B, T, d_in) -> the generated kernel's r0, RZ angles, rates, R, RY angles: every
-        per-token input is one GEMM over the T·B time-major tokens into the kernel's (H, n, T, B)
-        layout, so no per-token tensor is transposed."""
+    def lane_inputs(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """x (B, T, d_in) -> the generated kernel's stacked per-token inputs z (k, H, n, T, B):
+        rows δ (RZ), log-rates ν + G x + g (selective; else the rates come broadcast, the second
+        value), RY angles (encoding ry_rz). All are one GEMM over the T·B time-major tokens into
+        the kernel's layout, and z's gradient comes back as one array for one GEMM back."""
         b, t, d = x.shape
         h, n = self.heads, self.cell_template.num_qubits
         real = real_dtype(self.cdtype)
-        tokens = x.transpose(0, 1).reshape(t * b, d)  # (T·B, d_in), time-major: one copy
-        lane = lambda w, bias: torch.addmm(  # noqa: E731 - (k, d_in), (k,) -> (H, n, T, B)
-            bias[:, None], w, tokens.T).view(h, n, t, b).to(real)
         w, bias = self.folded_proj()  # (H, m, d_in), (H, m)
-        if self.ry:  # the RY stage, then the RZ stage
-            ry = lane(w[:, :n].flatten(0, 1), bias[:, :n].flatten())
-            rz = lane(w[:, n:].flatten(0, 1), bias[:, n:].flatten())
+        if self.ry:  # the RZ stage (the second), then the RY stage
+            w_d, b_d = w[:, n:], bias[:, n:]
         else:
             p, c = self.product.relative_phases(self.mixing())  # (m, n), (H, n)
-            w_eff = torch.einsum("hmd,mq->hqd", w, p.to(w.dtype))  # (H, n, d_in)
-            b_eff = bias @ p.to(w.dtype) + c.to(w.dtype)  # (H, n)
-            ry, rz = None, lane(w_eff.flatten(0, 1), b_eff.flatten())
+            w_d = torch.einsum("hmd,mq->hqd", w, p.to(w.dtype))  # (H, n, d_in)
+            b_d = bias @ p.to(w.dtype) + c.to(w.dtype)  # (H, n)
+        maps = [(w_d.flatten(0, 1), b_d.flatten())]
+        rate = None
         if self.select is not None:  # ν + G x + g per token
-            rates = torch.exp(lane(self.select.weight, self.select.bias + self.log_rate.flatten()))
+            maps.append((self.select.weight, self.select.bias + self.log_rate.flatten()))
         else:
-            rates = self.rates().to(real)[..., None, None]  # (H, n, 1, 1)
-        return self.r0, rz, rates, self.mixing_transfer(), ry
+            rate = self.rates().to(real)[..., None, None]  # (H, n, 1, 1)
+        if self.ry:
+            maps.append((w[:, :n].flatten(0, 1), bias[:, :n].flatten()))
+        w_all, b_all = (torch.cat(v) for v in zip(*maps))  # (k·H·n, d_in), (k·H·n,)
+        tokens = x.transpose(0, 1).reshape(t * b, d)  # (T·B, d_in), time-major: one copy
+        z = torch.addmm(b_all[:, None], w_all, tokens.T)  # (k·H·n, T·B)
+        return z.view(-1, h, n, t, b).to(real), rate
 
     def states(self, x: Tensor) -> Tensor:
         """x (B, T, d_in) -> every memory's Pauli vector after each token (T, B, H, N), by the

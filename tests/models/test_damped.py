@@ -17,7 +17,7 @@ from qlam_qiskit.backends.engine import transfer
 from qlam_qiskit.backends.engine.transfer import (damping_transfer, pauli_matrices, plus_state,
                                                   rz_transfer_scan, rz_transfer_scan_ref,
                                                   unitary_transfer)
-from qlam_qiskit.backends.engine.damped_fused import damped_read_lanes_ref
+from qlam_qiskit.backends.engine.damped_fused import damped_read_ref
 from qlam_qiskit.circuits.cell import CellConfig
 from qlam_qiskit.circuits.damped import damping_angles
 from qlam_qiskit.cli.main import main
@@ -182,7 +182,7 @@ def test_step_streams_the_same_outputs_as_forward(gate):
 
 @pytest.mark.parametrize("gate", [False, True], ids=["ungated", "gated"])
 @pytest.mark.parametrize("n, kernel, reference", [
-    (2, "damped_read_lanes", damped_read_lanes_ref),  # the generated kernel (up to 2 qubits)
+    (2, "damped_read", damped_read_ref),  # the generated kernel (up to 2 qubits)
     (3, "rz_transfer_scan", rz_transfer_scan_ref)])  # transfer.py's (wider memories)
 def test_layer_kernel_and_reference_paths_agree(gate, n, kernel, reference, monkeypatch):
     """forward() on the kernel's layout (readout GEMM on (H·N, T·B)) against forward() on the

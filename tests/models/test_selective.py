@@ -9,7 +9,7 @@ import torch
 from qiskit.quantum_info import DensityMatrix, Kraus, Operator, random_unitary
 
 from qlam_qiskit.backends.engine import selective, transfer
-from qlam_qiskit.backends.engine.damped_fused import damped_read_lanes_ref
+from qlam_qiskit.backends.engine.damped_fused import damped_read_ref
 from qlam_qiskit.backends.engine.selective import (damping_pairs, ry_pairs, rz_damped_scan,
                                                    rz_damped_scan_ref)
 from qlam_qiskit.backends.engine.transfer import (damping_transfer, pauli_matrices, plus_state,
@@ -172,7 +172,7 @@ def test_step_streams_the_same_outputs_as_forward(encoding, selective):
 @needs_numba
 @CHANNELS
 @pytest.mark.parametrize("n, kernel, reference", [
-    (2, "damped_read_lanes", damped_read_lanes_ref),  # the generated kernel (up to 2 qubits)
+    (2, "damped_read", damped_read_ref),  # the generated kernel (up to 2 qubits)
     (3, "rz_damped_scan", rz_damped_scan_ref)])  # selective.py's (wider memories)
 def test_layer_kernel_and_reference_paths_agree(encoding, selective, n, kernel, reference,
                                                 monkeypatch):

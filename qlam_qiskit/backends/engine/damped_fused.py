@@ -321,37 +321,45 @@ if numba is not None:
                 g_m[task, j] = v
 
 
-def pack(rz: Tensor, rate: Tensor, ry: Tensor | None, dtype: torch.dtype) -> Tensor:
-    """The kernel's inputs from angles and rates (H, n, T, B) (any of them broadcast): channels
-    (C, H, n, T, B) cos δ, sin δ, e^{-ρ/2}, e^{-ρ}, 1 - e^{-ρ}[, cos a, sin a]."""
-    shape = torch.broadcast_shapes(rz.shape, rate.shape)
-    p = torch.empty((7 if ry is not None else 5,) + shape, dtype=dtype)
-    rz, neg = rz.detach().to(dtype), rate.detach().to(dtype).neg().expand(shape)
-    torch.cos(rz, out=p[COS])
-    torch.sin(rz, out=p[SIN])
+def pack(z: Tensor, rate: Tensor | None, ry: bool, log_rates: bool,
+         dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """The kernel's inputs from the stacked per-token inputs z (k, H, n, T, B), rows δ, then the
+    rates (ρ, or ℓ = log ρ with ``log_rates``) unless ``rate`` (H, n, 1, 1) gives them
+    broadcast, then the RY angles a if ``ry``: channels (C, H, n, T, B) cos δ, sin δ, e^{-ρ/2},
+    e^{-ρ}, 1 - e^{-ρ}[, cos a, sin a], and ρ."""
+    z = z.detach().to(dtype)
+    shape = z.shape[1:]
+    p = torch.empty((7 if ry else 5,) + shape, dtype=dtype)
+    if rate is None:
+        rho = torch.exp(z[1]) if log_rates else z[1]
+    else:
+        rho = rate.detach().to(dtype).expand(shape)
+    neg = rho.neg()
+    torch.cos(z[0], out=p[COS])
+    torch.sin(z[0], out=p[SIN])
     torch.exp(neg * 0.5, out=p[S])
     torch.mul(p[S], p[S], out=p[K])
     torch.expm1(neg, out=p[G]).neg_()
-    if ry is not None:
-        ry = ry.detach().to(dtype)
-        torch.cos(ry, out=p[RY])
-        torch.sin(ry, out=p[RY + 1])
-    return p
+    if ry:
+        torch.cos(z[-1], out=p[RY])
+        torch.sin(z[-1], out=p[RY + 1])
+    return p, rho
 
 
-class _DampedScan(torch.autograd.Function):
-    """The kernel's states (H, N, T, B); with a readout map w (H·N, d_out) and bias (d_out,),
-    y = bias + wᵀ r as (T, B, d_out) instead, whose gradient the backward walk maps to the states
-    itself."""
+class _Damped(torch.autograd.Function):
+    """The kernel on stacked per-token inputs z (``pack``): the states (H, N, T, B), or with a
+    readout map w (H·N, d_out) and bias (d_out,) y = bias + wᵀ r as (T, B, d_out), whose gradient
+    the backward walk maps to the states itself. z's gradient comes out stacked as z is: with
+    per-token rates it is the kernel's own array (g_δ, g_ρ or g_ℓ, g_a), no copy."""
 
     @staticmethod
-    def forward(ctx, r0: Tensor, rz: Tensor, rate: Tensor, m: Tensor, ry: Tensor | None,
-                w: Tensor | None, bias: Tensor | None) -> Tensor:
+    def forward(ctx, r0: Tensor, z: Tensor, rate: Tensor | None, m: Tensor, w: Tensor | None,
+                bias: Tensor | None, ry: bool, log_rates: bool) -> Tensor:
         match_threads()
-        dtype, n = m.dtype, rz.shape[1]
+        dtype, n = m.dtype, z.shape[2]
         d_out = 0 if w is None else w.shape[1]
-        fw, bw, vec = _compiled(n, ry is not None, dtype == torch.float64, d_out)
-        p = pack(rz, rate, ry, dtype)  # (C, H, n, T, B)
+        fw, bw, vec = _compiled(n, ry, dtype == torch.float64, d_out)
+        p, rho = pack(z, rate, ry, log_rates, dtype)  # (C, H, n, T, B)
         _, h, _, t, b = p.shape
         out = torch.empty(h, m.shape[-1], t, b, dtype=dtype)  # (H, N, T, B)
         coef = m.detach().reshape(h, -1)  # R per head, then W_h (N, d_out) with a readout
@@ -360,9 +368,8 @@ class _DampedScan(torch.autograd.Function):
         coef = coef.contiguous()
         _forward(fw, vec, r0.detach().to(dtype).contiguous().numpy(), p.numpy(), coef.numpy(),
                  out.numpy())
-        ctx.bw, ctx.vec, ctx.ry = bw, vec, ry is not None
-        ctx.rate_shape = rate.shape
-        ctx.save_for_backward(r0, p, coef, out)
+        ctx.bw, ctx.vec, ctx.ry, ctx.rate_shape = bw, vec, ry, None if rate is None else rate.shape
+        ctx.save_for_backward(r0, p, coef, out, rho if rate is None and log_rates else None)
         if w is None:
             return out
         y = torch.addmm(bias.detach().to(dtype), out.view(-1, t * b).T,
@@ -371,7 +378,7 @@ class _DampedScan(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g_out: Tensor):
-        r0, p, coef, states = ctx.saved_tensors
+        r0, p, coef, states, rho = ctx.saved_tensors
         _, h, n, t, b = p.shape
         d = states.shape[1]
         read = coef.shape[1] > d * d
@@ -383,39 +390,58 @@ class _DampedScan(torch.autograd.Function):
         _backward(ctx.bw, ctx.vec, r0x.numpy(), p.numpy(), coef.numpy(), states.numpy(),
                   (gk.view(1, -1, t, b) if read else gk).numpy(), gp.numpy(), g_m.numpy())
         g_m = g_m.view(h, -1, d, d).sum(1).to(states.dtype)  # Σ_t g_u a_tᵀ (H, N, N)
-        g_rate = gp[1]
-        if g_rate.shape != ctx.rate_shape:  # a broadcast rate: sum its gradient back
-            g_rate = g_rate.sum_to_size(ctx.rate_shape)
+        g_rate = None
+        if ctx.rate_shape is not None:  # broadcast rates: their gradient summed, z without them
+            g_rate = gp[1].sum_to_size(ctx.rate_shape)
+            gp = gp[::2] if ctx.ry else gp[:1]
+        elif rho is not None:  # ℓ = log ρ: dL/dℓ = ρ dL/dρ
+            gp[1].mul_(rho)
         g_w = g_bias = None
         if read:  # y = bias + rᵀ w: dL/dw = r dL/dy, one GEMM over the T·B tokens
             g2 = g.reshape(t * b, -1)  # (T·B, d_out)
             g_w, g_bias = states.view(h * d, t * b) @ g2, g2.sum(0)
-        return None, gp[0], g_rate, g_m, gp[2] if ctx.ry else None, g_w, g_bias
+        return None, gp, g_rate, g_m, g_w, g_bias, None, None
 
 
-def _padded(rz: Tensor, rate: Tensor, ry: Tensor | None) -> tuple:
-    """Inputs padded to whole tasks of LANES samples (zero angles and rates: dropped after)."""
+def _pad(z: Tensor) -> Tensor:
+    """z (k, H, n, T, B) padded to whole tasks of LANES samples (zero inputs, dropped after)."""
     from torch.nn.functional import pad
-    n, b = rz.shape[1], rz.shape[-1]
-    if not supports(n):
+    if not supports(z.shape[2]):
         raise ValueError(f"the generated damped kernel runs memories of 1 to {MAX_QUBITS} qubits "
-                         f"with numba; got {n} qubits")
-    extra = -b % LANES
-    if extra:
-        rate = pad(rate.expand_as(rz), (0, extra))
-        rz, ry = pad(rz, (0, extra)), None if ry is None else pad(ry, (0, extra))
-    return rz.contiguous(), rate, None if ry is None else ry.contiguous()
+                         f"with numba; got {z.shape[2]} qubits")
+    extra = -z.shape[-1] % LANES
+    return (pad(z, (0, extra)) if extra else z).contiguous()
+
+
+def damped_read(r0: Tensor, z: Tensor, m: Tensor, w: Tensor, bias: Tensor, *, ry: bool,
+                rate: Tensor | None = None) -> Tensor:
+    """The damped memories read by a linear map, from stacked inputs: z (k, H, n, T, B) holds the
+    RZ angles δ, then the log-rates ℓ = log ρ unless ``rate`` (H, n, 1, 1) gives the rates
+    broadcast, then the RY angles if ``ry``; R (H, N, N), w (H·N, d_out), bias (d_out,) ->
+    y = bias + wᵀ r (T, B, d_out). What the layer calls: its input maps are one GEMM into z, and
+    z's gradient comes back as one array, so one GEMM takes it back (``damped_read_lanes`` is
+    the same on separate inputs)."""
+    b = z.shape[-1]
+    return _Damped.apply(r0, _pad(z), rate, m.contiguous(), w, bias, ry, True)[:, :b]
+
+
+def _stacked(rz: Tensor, rate: Tensor, ry: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    """Separate inputs (H, n, T, B) -> z for ``_Damped`` (rates as ρ) and the broadcast rate."""
+    per_token = rate.shape[-2:] != (1, 1) or rz.shape[-2:] == (1, 1)
+    rows = [rz] + ([rate.expand_as(rz)] if per_token else []) + ([ry] if ry is not None else [])
+    return torch.stack(rows), None if per_token else rate
 
 
 def damped_scan_lanes(r0: Tensor, rz: Tensor, rate: Tensor, m: Tensor,
                       ry: Tensor | None = None) -> Tensor:
     """States (H, N, T, B) of the damped memories: r0 (N,), RZ angles δ (H, n, T, B), rates ρ
-    (H, n, T, B) or broadcastable to it, mixing PTM R (H, N, N) real, optional RY angles (H, n,
-    T, B). Differentiable in δ, ρ, R and the RY angles; ``selective.rz_damped_scan_ref`` is the
-    same recurrence in plain autograd (in (T, B, H, ·) layouts)."""
+    (H, n, T, B) or (H, n, 1, 1) broadcast, mixing PTM R (H, N, N) real, optional RY angles (H,
+    n, T, B). Differentiable in δ, ρ, R and the RY angles; ``selective.rz_damped_scan_ref`` is
+    the same recurrence in plain autograd (in (T, B, H, ·) layouts)."""
+    z, rate_b = _stacked(rz, rate, ry)
     b = rz.shape[-1]
-    rz, rate, ry = _padded(rz, rate, ry)
-    return _DampedScan.apply(r0, rz, rate, m.contiguous(), ry, None, None)[..., :b]
+    return _Damped.apply(r0, _pad(z), rate_b, m.contiguous(), None, None, ry is not None,
+                         False)[..., :b]
 
 
 def damped_read_lanes(r0: Tensor, rz: Tensor, rate: Tensor, m: Tensor, ry: Tensor | None,
@@ -424,9 +450,10 @@ def damped_read_lanes(r0: Tensor, rz: Tensor, rate: Tensor, m: Tensor, ry: Tenso
     d_out), bias (d_out,). The same as the GEMM on ``damped_scan_lanes``'s states, but the
     backward walk forms the states' gradient from dL/dy itself: the (H, N, T, B) gradient (25 MB
     at the preset's size) is neither computed by a GEMM nor read back."""
+    z, rate_b = _stacked(rz, rate, ry)
     b = rz.shape[-1]
-    rz, rate, ry = _padded(rz, rate, ry)
-    return _DampedScan.apply(r0, rz, rate, m.contiguous(), ry, w, bias)[:, :b]
+    return _Damped.apply(r0, _pad(z), rate_b, m.contiguous(), w, bias, ry is not None,
+                         False)[:, :b]
 
 
 def damped_scan_lanes_ref(r0: Tensor, rz: Tensor, rate: Tensor, m: Tensor,
@@ -443,3 +470,11 @@ def damped_read_lanes_ref(r0: Tensor, rz: Tensor, rate: Tensor, m: Tensor, ry: T
     r = damped_scan_lanes_ref(r0, rz, rate, m, ry)  # (H, N, T, B)
     w = w.view(r.shape[0], r.shape[1], -1)  # (H, N, d_out)
     return torch.einsum("hntb,hno->tbo", r, w) + bias
+
+
+def damped_read_ref(r0: Tensor, z: Tensor, m: Tensor, w: Tensor, bias: Tensor, *, ry: bool,
+                    rate: Tensor | None = None) -> Tensor:
+    """Reference of ``damped_read``: z's rows unstacked (log-rates exponentiated), then
+    ``damped_read_lanes_ref``."""
+    rho = torch.exp(z[1]) if rate is None else rate
+    return damped_read_lanes_ref(r0, z[0], rho, m, z[-1] if ry else None, w, bias)

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from qlam_qiskit.backends.engine import damped_fused
-from qlam_qiskit.backends.engine.damped_fused import (damped_read_lanes, damped_read_lanes_ref,
+from qlam_qiskit.backends.engine.damped_fused import (damped_read, damped_read_lanes,
+                                                      damped_read_lanes_ref, damped_read_ref,
                                                       damped_scan_lanes, damped_scan_lanes_ref)
 from qlam_qiskit.backends.engine.transfer import plus_state
 
@@ -68,6 +69,31 @@ def test_readout_in_the_walk_matches_reference(n, ry, b, per_token, dtype):
         y = fn(r0, rz, rate, m, a, w, bias)
         runs.append([y.detach()] + list(torch.autograd.grad((y * wy).sum(), inputs)))
     for name, x, y in zip(("y", "g_rz", "g_rate", "g_m", "g_w", "g_bias", "g_ry"), *runs):
+        assert x.shape == y.shape, name
+        rel = ((x - y).abs().max() / y.abs().max()).item()
+        assert rel < TOL[dtype], f"{name}: {rel:.1e}"
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("ry, per_token, b", [(True, True, 32), (False, True, 40),
+                                              (True, False, 32), (False, False, 3)])
+def test_stacked_inputs_match_reference(ry, per_token, b, dtype):
+    """``damped_read`` (what the layer calls): one stacked input z (δ, log-rates, RY angles, or
+    broadcast rates), y and the gradients of z, R, w, bias against the reference."""
+    r0, rz, rate, m, a, _ = _case(2, 9, b, 3, dtype, ry, per_token)
+    rows = [rz] + ([rate.log()] if per_token else []) + ([a] if ry else [])
+    z = torch.stack(rows).detach().requires_grad_()
+    g = torch.Generator().manual_seed(3)
+    w = torch.randn(48, 6, generator=g, dtype=dtype).requires_grad_()
+    bias = torch.randn(6, generator=g, dtype=dtype).requires_grad_()
+    rate_b = None if per_token else rate
+    wy = torch.randn(9, b, 6, generator=g, dtype=dtype)
+    inputs = [z, m, w, bias] + ([] if per_token else [rate_b])
+    runs = []
+    for fn in (damped_read, damped_read_ref):
+        y = fn(r0, z, m, w, bias, ry=ry, rate=rate_b)
+        runs.append([y.detach()] + list(torch.autograd.grad((y * wy).sum(), inputs)))
+    for name, x, y in zip(("y", "g_z", "g_m", "g_w", "g_bias", "g_rate"), *runs):
         assert x.shape == y.shape, name
         rel = ((x - y).abs().max() / y.abs().max()).item()
         assert rel < TOL[dtype], f"{name}: {rel:.1e}"
