@@ -13,12 +13,15 @@ the damping. Backward walks the tokens in reverse from the stored states: per to
 a_t = Rz Ry r_{t-1} and u_t = R a_t, pulls the gradient back through A, R and the input block,
 writes the angles' and rates' gradients and adds g_u a_tᵀ to R's gradient in the scratch buffer
 (one VEC-wide sum per entry: 8 KB at n = 2; writing g_u and a_t out for one batched GEMM after
-the walk was slower, 50 MB more traffic). Determinism as in ``fused_readout``: no fast-math,
-explicit ``llvm.fma``, every sum in a fixed order.
+the walk was slower, 50 MB more traffic). Read by a linear map (``damped_read``, what the layer
+calls), the walk also forms the states' gradient W_h dL/dy itself, so no (H, N, T, B) gradient
+exists. Determinism as in ``fused_readout``: no fast-math, explicit ``llvm.fma``, every sum in a
+fixed order.
 
-Layouts (T·B minor, the GEMMs' layouts): angles and rates (H, n, T, B); the kernel's packed
-inputs (C, H, n, T, B) with channels cos δ, sin δ, e^{-ρ/2}, e^{-ρ}, 1 - e^{-ρ}[, cos a, sin a]
-(``selective.COS`` …); states (H, N, T, B).
+Layouts (T·B minor, the GEMMs' layouts): the per-token inputs stacked, z (k, H, n, T, B) (δ,
+rates or log-rates, RY angles: one GEMM makes them, one takes their gradient back); the kernel's
+packed inputs (C, H, n, T, B) with channels cos δ, sin δ, e^{-ρ/2}, e^{-ρ}, 1 - e^{-ρ}[, cos a,
+sin a] (``selective.COS`` …); states (H, N, T, B); a read y (T, B, d_out).
 """
 
 from __future__ import annotations
@@ -59,17 +62,17 @@ class _Emitter(_Token):
     """``_Token`` with the addressing of the packed channels: row (c, q) of a head's view lies
     at start + c·stride_c + q·stride."""
 
-    def load_ch(self, base, start, stride, stride_c, c: int, q: int):
+    def _ch(self, base, start, stride, stride_c, c: int, q: int):
         i64 = ir.IntType(64)
         off = self.b.add(self.b.add(start, self.b.mul(stride_c, ir.Constant(i64, c))),
                          self.b.mul(stride, ir.Constant(i64, q)))
-        return self.b.load(self._ptr(base, off), align=4)
+        return self._ptr(base, off)
+
+    def load_ch(self, base, start, stride, stride_c, c: int, q: int):
+        return self.b.load(self._ch(base, start, stride, stride_c, c, q), align=4)
 
     def store_ch(self, base, start, stride, stride_c, c: int, q: int, v) -> None:
-        i64 = ir.IntType(64)
-        off = self.b.add(self.b.add(start, self.b.mul(stride_c, ir.Constant(i64, c))),
-                         self.b.mul(stride, ir.Constant(i64, q)))
-        self.b.store(v, self._ptr(base, off), align=4)
+        self.b.store(v, self._ch(base, start, stride, stride_c, c, q), align=4)
 
 
 def _generate(n: int, ry: bool, double: bool, d_out: int = 0) -> ir.Module:
