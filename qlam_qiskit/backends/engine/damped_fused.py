@@ -37,12 +37,11 @@ from .selective import COS, G, K, RY, S, SIN, damping_pairs, ry_pairs, rz_damped
 from .transfer import rotation_pairs
 
 if numba is not None:
-    import llvmlite.binding as llvm
     from llvmlite import ir
     from numba import njit, prange, types
     from numba.extending import intrinsic
 
-    from .fused_readout import _data
+    from .fused_readout import _data, jit
 
 Tensor = torch.Tensor
 AHEAD = 2
@@ -229,26 +228,11 @@ def _generate(n: int, ry: bool, double: bool, d_out: int = 0) -> ir.Module:
     return module
 
 
-_ENGINES: list = []  # compiled code must outlive every call into it
-
-
 @lru_cache(maxsize=None)
 def _compiled(n: int, ry: bool, double: bool, d_out: int = 0) -> tuple[int, int, int]:
     """Addresses of the compiled token functions (forward, backward) and the SIMD width."""
-    module = _generate(n, ry, double, d_out)
-    llvm.initialize_native_target()
-    llvm.initialize_native_asmprinter()
-    mod = llvm.parse_assembly(str(module))
-    mod.verify()
-    tm = llvm.Target.from_default_triple().create_target_machine(
-        cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(), opt=3)
-    pb = llvm.create_pass_builder(tm, llvm.create_pipeline_tuning_options(speed_level=3))
-    pb.getModulePassManager().run(mod, pb)
-    engine = llvm.create_mcjit_compiler(mod, tm)
-    engine.finalize_object()
-    _ENGINES.append((engine, mod))
-    return (engine.get_function_address("forward"), engine.get_function_address("backward"),
-            4 if double else 8)
+    address = jit(_generate(n, ry, double, d_out))
+    return address("forward"), address("backward"), 4 if double else 8
 
 
 if numba is not None:

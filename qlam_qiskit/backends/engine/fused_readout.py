@@ -447,14 +447,12 @@ def _cache_dir() -> Path | None:
         return None
 
 
-@lru_cache(maxsize=None)
-def _compiled(n: int, layers: int, queries: int, terms: tuple[tuple[int, ...], ...],
-              double: bool) -> tuple[int, tuple[int, int], dict[str, int]]:
-    """Addresses of the compiled token functions (forward; read_back, mix_back) and the rows.
+def jit(module: ir.Module):
+    """Compile generated IR to machine code; returns name -> function address.
 
     The machine code is kept on disk, keyed by the IR, the CPU and the LLVM version, so later
-    processes load it instead of compiling; it is the same code either way, so the same bits."""
-    module, rows = _generate(n, layers, queries, terms, double)
+    processes load it instead of compiling; it is the same code either way, so the same bits.
+    Also used by ``damped_fused``."""
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
     mod = llvm.parse_assembly(str(module))
@@ -484,9 +482,16 @@ def _compiled(n: int, layers: int, queries: int, terms: tuple[tuple[int, ...], .
     engine.set_object_cache(store, lambda _: cached)
     engine.finalize_object()
     _ENGINES.append((engine, mod))
-    return (engine.get_function_address("forward"),
-            (engine.get_function_address("read_back"), engine.get_function_address("mix_back")),
-            rows)
+    return engine.get_function_address
+
+
+@lru_cache(maxsize=None)
+def _compiled(n: int, layers: int, queries: int, terms: tuple[tuple[int, ...], ...],
+              double: bool) -> tuple[int, tuple[int, int], dict[str, int]]:
+    """Addresses of the compiled token functions (forward; read_back, mix_back) and the rows."""
+    module, rows = _generate(n, layers, queries, terms, double)
+    address = jit(module)
+    return address("forward"), (address("read_back"), address("mix_back")), rows
 
 
 # ---------------------------------------------------------------------------------------------
