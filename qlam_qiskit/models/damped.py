@@ -127,10 +127,14 @@ class DampedQLAMLayer(nn.Module):
         ``selective``, the base rate that each token's offset multiplies)."""
         return torch.exp(self.log_rate)
 
+    def rate_map(self) -> tuple[Tensor, Tensor]:
+        """Selective: the log-rates ν + G x + g as an affine map of a token: (H·n, d_in), (H·n,)
+        (the kernels exponentiate them)."""
+        return self.select.weight, self.select.bias + self.log_rate.flatten()
+
     def token_rates(self, x: Tensor) -> Tensor:
         """Selective: tokens x (..., d_in) -> each memory qubit's damping rate (..., H, n)."""
-        log_rate = nn.functional.linear(x, self.select.weight,
-                                        self.select.bias + self.log_rate.flatten())  # ν + G x + g
+        log_rate = nn.functional.linear(x, *self.rate_map())  # ν + G x + g
         return torch.exp(log_rate).unflatten(-1, (self.heads, -1))
 
     def damping(self) -> Tensor:
@@ -154,23 +158,28 @@ class DampedQLAMLayer(nn.Module):
         zu = self.z.to(u.dtype)[None, None, :, :, None] * u[:, :, None]  # Z_S U (H, K, M, D, D)
         return observable_vectors(u[:, :, None].conj().transpose(-1, -2) @ zu, self.paulis)
 
-    def phases(self, x: Tensor) -> tuple[Tensor | None, Tensor]:
-        """Tokens x (..., d_in) -> (RY angles or None, RZ angles δ) (..., H, n) per qubit.
-        RZ inputs: δ = (Δ_h (W x + b)) P + c is affine in x, so it runs as one linear map of x.
-        "ry_rz" inputs: the cell's two input stages, each its own linear map (Δ folded in), so
-        both come out contiguous, as the kernel reads them (slices of one map cost copies and
-        a zero-filled gradient)."""
+    def angle_maps(self) -> tuple[tuple[Tensor, Tensor] | None, tuple[Tensor, Tensor]]:
+        """The RY angles (None without them) and the RZ angles δ as affine maps of a token, each
+        (H·n, d_in), (H·n,), Δ folded in. RZ inputs: δ = (Δ_h (W x + b)) P + c is affine in x.
+        "ry_rz" inputs: the cell's two input stages, each its own map, so both come out
+        contiguous, as the kernels read them (slices of one map cost copies and a zero-filled
+        gradient)."""
         w, b = self.folded_proj()  # (H, m, d_in), (H, m)
         if self.ry:
             n = self.cell_template.num_qubits
-            stage = lambda k: nn.functional.linear(  # noqa: E731 - k = 0: RY, 1: RZ
-                x, w[:, k * n:(k + 1) * n].flatten(0, 1), b[:, k * n:(k + 1) * n].flatten())
-            return stage(0).unflatten(-1, (self.heads, n)), stage(1).unflatten(-1, (self.heads, n))
+            stage = lambda k: (w[:, k * n:(k + 1) * n].flatten(0, 1),  # noqa: E731 - 0: RY, 1: RZ
+                               b[:, k * n:(k + 1) * n].flatten())
+            return stage(0), stage(1)
         p, c = self.product.relative_phases(self.mixing())  # (m, n), (H, n)
         w_eff = torch.einsum("hmd,mq->hqd", w, p.to(w.dtype))  # (H, n, d_in)
         b_eff = b @ p.to(w.dtype)  # (H, n)
-        out = nn.functional.linear(x, w_eff.flatten(0, 1), (b_eff + c.to(w.dtype)).flatten())
-        return None, out.unflatten(-1, (self.heads, -1))  # (..., H, n)
+        return None, (w_eff.flatten(0, 1), (b_eff + c.to(w.dtype)).flatten())
+
+    def phases(self, x: Tensor) -> tuple[Tensor | None, Tensor]:
+        """Tokens x (..., d_in) -> (RY angles or None, RZ angles δ) (..., H, n) per qubit."""
+        ry, rz = self.angle_maps()
+        lin = lambda m: nn.functional.linear(x, *m).unflatten(-1, (self.heads, -1))  # noqa: E731
+        return None if ry is None else lin(ry), lin(rz)
 
     def read(self, r: Tensor) -> Tensor:
         """States (..., H, N) -> readouts (..., H·K·M) in QLAMLayer's feature order (reference
@@ -196,8 +205,8 @@ class DampedQLAMLayer(nn.Module):
             y = damped_read(self.r0, z, self.mixing_transfer(), w.to(real), bias.to(real),
                             ry=self.ry, rate=rate)  # (T, B, d_out)
             return self.gated(y.transpose(0, 1).to(self.out.weight.dtype), x)  # (B, T, d_out)
-        lanes = self.states(x).permute(2, 3, 0, 1)  # (H, N, T, B): the numba kernels' layout
-        r = lanes.permute(2, 3, 0, 1)  # (T, B, H, N)
+        r = self.states(x)  # (T, B, H, N)
+        lanes = r.permute(2, 3, 0, 1)  # (H, N, T, B): the numba kernels' layout
         if lanes.is_contiguous():  # one GEMM on the kernel's array, then one transpose of the
             # (d_out, T·B) result, so the residual stream reads its features contiguous
             out = torch.addmm(bias.to(real)[:, None], w.T, lanes.reshape(-1, t * b)).T.contiguous()
@@ -219,21 +228,10 @@ class DampedQLAMLayer(nn.Module):
         b, t, d = x.shape
         h, n = self.heads, self.cell_template.num_qubits
         real = real_dtype(self.cdtype)
-        w, bias = self.folded_proj()  # (H, m, d_in), (H, m)
-        if self.ry:  # the RZ stage (the second), then the RY stage
-            w_d, b_d = w[:, n:], bias[:, n:]
-        else:
-            p, c = self.product.relative_phases(self.mixing())  # (m, n), (H, n)
-            w_d = torch.einsum("hmd,mq->hqd", w, p.to(w.dtype))  # (H, n, d_in)
-            b_d = bias @ p.to(w.dtype) + c.to(w.dtype)  # (H, n)
-        maps = [(w_d.flatten(0, 1), b_d.flatten())]
-        rate = None
-        if self.select is not None:  # ν + G x + g per token
-            maps.append((self.select.weight, self.select.bias + self.log_rate.flatten()))
-        else:
-            rate = self.rates().to(real)[..., None, None]  # (H, n, 1, 1)
-        if self.ry:
-            maps.append((w[:, :n].flatten(0, 1), bias[:, :n].flatten()))
+        ry, rz = self.angle_maps()
+        maps = [rz] + ([self.rate_map()] if self.select is not None else []) + \
+            ([ry] if ry is not None else [])
+        rate = None if self.select is not None else self.rates().to(real)[..., None, None]
         w_all, b_all = (torch.cat(v) for v in zip(*maps))  # (k·H·n, d_in), (k·H·n,)
         tokens = x.transpose(0, 1).reshape(t * b, d)  # (T·B, d_in), time-major: one copy
         z = torch.addmm(b_all[:, None], w_all, tokens.T)  # (k·H·n, T·B)
