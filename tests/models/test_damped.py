@@ -25,7 +25,8 @@ from qlam_qiskit.errors import EngineError
 from qlam_qiskit.models import ModelConfig, QLAMClassifier
 from qlam_qiskit.models import damped as damped_module
 from qlam_qiskit.models.damped import DampedQLAMLayer
-from kernelpaths import assert_kernel_matches_reference
+from kernelpaths import (assert_kernel_matches_reference, assert_relatively_close,
+                         assert_same_bits_across_threads)
 from paulis import pauli_vector
 
 ATOL = 1e-12  # complex128 / float64 throughout these checks
@@ -72,28 +73,15 @@ def test_kernel_matches_reference_forward_and_backward(n, b, dtype):
     case = _scan_case(n, 9, b, 3, dtype)
     want = _scan_and_grads(rz_transfer_scan_ref, *case)
     got = _scan_and_grads(rz_transfer_scan, *case)
-    tol = 1e-10 if dtype == torch.float64 else 1e-5
-    for name, a, c in zip(("states", "g_theta", "g_s"), got, want):
-        assert a.shape == c.shape and a.dtype == c.dtype, name
-        rel = ((a - c).abs().max() / c.abs().max()).item()
-        assert rel < tol, f"{name}: {rel:.1e}"
+    assert_relatively_close(("states", "g_theta", "g_s"), got, want,
+                            1e-10 if dtype == torch.float64 else 1e-5)
 
 
 def test_kernel_bit_identical_across_calls_and_thread_counts():
     if not transfer.available():
         pytest.skip("numba is not importable: rz_transfer_scan is the reference here")
     case = _scan_case(2, 40, 7, 5, torch.float32)
-    threads = torch.get_num_threads()
-    try:
-        runs = []
-        for k in (1, 2, 1):
-            torch.set_num_threads(k)
-            runs.append(_scan_and_grads(rz_transfer_scan, *case))
-    finally:
-        torch.set_num_threads(threads)
-    for run in runs[1:]:
-        for a, c in zip(runs[0], run):
-            assert torch.equal(a, c)
+    assert_same_bits_across_threads(lambda: _scan_and_grads(rz_transfer_scan, *case))
 
 
 def test_kernel_states_are_one_matrix_for_the_readout():

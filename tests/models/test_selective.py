@@ -19,7 +19,8 @@ from qlam_qiskit.models import ModelConfig, QLAMClassifier
 from qlam_qiskit.models import damped as damped_module
 from qlam_qiskit.models.damped import DampedQLAMLayer
 from qlam_qiskit.models.primitive import hardware_problem
-from kernelpaths import assert_kernel_matches_reference
+from kernelpaths import (assert_kernel_matches_reference, assert_relatively_close,
+                         assert_same_bits_across_threads)
 from paulis import pauli_vector
 
 ATOL = 1e-12
@@ -97,11 +98,8 @@ def test_kernel_matches_reference_forward_and_backward(n, b, dtype, with_ry):
                      requires_grad=True) if with_ry else None
     want = _scan_and_grads(rz_damped_scan_ref, *case, ry)
     got = _scan_and_grads(rz_damped_scan, *case, ry)
-    tol = 1e-10 if dtype == torch.float64 else 1e-5
-    for name, a, c in zip(("states", "g_theta", "g_rate", "g_m", "g_ry"), got, want):
-        assert a.shape == c.shape and a.dtype == c.dtype, name
-        rel = ((a - c).abs().max() / c.abs().max()).item()
-        assert rel < tol, f"{name}: {rel:.1e}"
+    assert_relatively_close(("states", "g_theta", "g_rate", "g_m", "g_ry"), got, want,
+                            1e-10 if dtype == torch.float64 else 1e-5)
 
 
 @needs_numba
@@ -117,17 +115,7 @@ def test_constant_rates_are_the_damped_scan():
 @needs_numba
 def test_kernel_bit_identical_across_calls_and_thread_counts():
     case = _case(2, 40, 7, 5, torch.float32)
-    threads = torch.get_num_threads()
-    try:
-        runs = []
-        for k in (1, 2, 1):
-            torch.set_num_threads(k)
-            runs.append(_scan_and_grads(rz_damped_scan, *case))
-    finally:
-        torch.set_num_threads(threads)
-    for run in runs[1:]:
-        for a, c in zip(runs[0], run):
-            assert torch.equal(a, c)
+    assert_same_bits_across_threads(lambda: _scan_and_grads(rz_damped_scan, *case))
 
 
 def layer(selective: bool = True, heads: int = 2, encoding: str = "rz",

@@ -12,6 +12,7 @@ from qlam_qiskit.backends.engine.damped_fused import (damped_read, damped_read_l
                                                       damped_read_lanes_ref, damped_read_ref,
                                                       damped_scan_lanes, damped_scan_lanes_ref)
 from qlam_qiskit.backends.engine.transfer import plus_state
+from kernelpaths import assert_relatively_close, assert_same_bits_across_threads
 
 pytestmark = pytest.mark.skipif(not damped_fused.supports(1),
                                 reason="numba is not importable: the layer runs the reference")
@@ -46,10 +47,7 @@ def _run(fn, r0, rz, rate, m, a, w):
 def test_kernel_matches_reference(n, ry, t, b, per_token, dtype):
     case = _case(n, t, b, 3, dtype, ry, per_token)
     got, want = _run(damped_scan_lanes, *case), _run(damped_scan_lanes_ref, *case)
-    for name, x, y in zip(("states", "g_rz", "g_rate", "g_m", "g_ry"), got, want):
-        assert x.shape == y.shape and x.dtype == y.dtype, name
-        rel = ((x - y).abs().max() / y.abs().max()).item()
-        assert rel < TOL[dtype], f"{name}: {rel:.1e}"
+    assert_relatively_close(("states", "g_rz", "g_rate", "g_m", "g_ry"), got, want, TOL[dtype])
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
@@ -68,10 +66,8 @@ def test_readout_in_the_walk_matches_reference(n, ry, b, per_token, dtype):
     for fn in (damped_read_lanes, damped_read_lanes_ref):
         y = fn(r0, rz, rate, m, a, w, bias)
         runs.append([y.detach()] + list(torch.autograd.grad((y * wy).sum(), inputs)))
-    for name, x, y in zip(("y", "g_rz", "g_rate", "g_m", "g_w", "g_bias", "g_ry"), *runs):
-        assert x.shape == y.shape, name
-        rel = ((x - y).abs().max() / y.abs().max()).item()
-        assert rel < TOL[dtype], f"{name}: {rel:.1e}"
+    assert_relatively_close(("y", "g_rz", "g_rate", "g_m", "g_w", "g_bias", "g_ry"), *runs,
+                            TOL[dtype])
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
@@ -93,10 +89,7 @@ def test_stacked_inputs_match_reference(ry, per_token, b, dtype):
     for fn in (damped_read, damped_read_ref):
         y = fn(r0, z, m, w, bias, ry=ry, rate=rate_b)
         runs.append([y.detach()] + list(torch.autograd.grad((y * wy).sum(), inputs)))
-    for name, x, y in zip(("y", "g_z", "g_m", "g_w", "g_bias", "g_rate"), *runs):
-        assert x.shape == y.shape, name
-        rel = ((x - y).abs().max() / y.abs().max()).item()
-        assert rel < TOL[dtype], f"{name}: {rel:.1e}"
+    assert_relatively_close(("y", "g_z", "g_m", "g_w", "g_bias", "g_rate"), *runs, TOL[dtype])
 
 
 def test_states_are_one_matrix_for_the_readout():
@@ -108,16 +101,7 @@ def test_states_are_one_matrix_for_the_readout():
 
 def test_bit_identical_across_calls_and_thread_counts():
     case = _case(2, 50, 64, 5, torch.float32, True)
-    threads = torch.get_num_threads()
-    try:
-        runs = []
-        for k in (1, 2, 1):
-            torch.set_num_threads(k)
-            runs.append(_run(damped_scan_lanes, *case))
-    finally:
-        torch.set_num_threads(threads)
-    for run in runs[1:]:
-        assert all(torch.equal(x, y) for x, y in zip(runs[0], run))
+    assert_same_bits_across_threads(lambda: _run(damped_scan_lanes, *case))
 
 
 def test_wider_memories_are_refused_with_the_limit():
