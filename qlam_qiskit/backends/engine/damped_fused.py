@@ -10,7 +10,8 @@ arithmetic. Here ``_generate`` writes one token's update for VEC lanes as straig
 (the ``_Token`` emitter of ``fused_readout.py``): the N values of a lane block stay in registers
 through the input block, the mat-vec (R's N² entries broadcast from the task's scratch row) and
 the damping. Backward walks the tokens in reverse from the stored states: per token it rebuilds
-a_t = Rz Ry r_{t-1} and u_t = R a_t, pulls the gradient back through A, R and the input block,
+a_t = Rz Ry r_{t-1}, takes the rates' gradient from r_t itself (∂A/∂ρ = D A for a fixed D, so
+u_t = R a_t is never rebuilt), pulls the gradient back through A, R and the input block,
 writes the angles' and rates' gradients and adds g_u a_tᵀ to R's gradient in the scratch buffer
 (one VEC-wide sum per entry: 8 KB at n = 2; writing g_u and a_t out for one batched GEMM after
 the walk was slower, 50 MB more traffic). Read by a linear map (``damped_read``, what the layer
@@ -21,8 +22,9 @@ fixed order.
 Layouts (T·B minor, the GEMMs' layouts): the per-token inputs stacked, z (k, H, n, T, B) (δ,
 rates or log-rates, RY angles: one GEMM makes them, one takes their gradient back); the kernel's
 packed inputs (C, H, n, T, B) with channels cos δ, sin δ, e^{-ρ/2}, e^{-ρ}, 1 - e^{-ρ}[, cos a,
-sin a] (``selective.COS`` …); states (H, N, T, B); a read y (T, B, d_out).
-"""
+sin a] (``selective.COS`` …); states (H, N, T, B); a read y (T, B, d_out), whose gradient the
+backward walk reads as (T, d_out, B), one block per token. VEC is 16 float32 lanes where the CPU
+has AVX-512, else 8 (``fused_readout.vector_bits``)."""
 
 from __future__ import annotations
 
@@ -41,7 +43,7 @@ if numba is not None:
     from numba import njit, prange, types
     from numba.extending import intrinsic
 
-    from .fused_readout import _data, jit
+    from .fused_readout import _data, jit, vector_bits
 
 Tensor = torch.Tensor
 AHEAD = 2
@@ -74,20 +76,23 @@ class _Emitter(_Token):
         self.b.store(v, self._ch(base, start, stride, stride_c, c, q), align=4)
 
 
-def _generate(n: int, ry: bool, double: bool, d_out: int = 0) -> ir.Module:
-    """IR of one token (``forward``, ``backward``) for VEC lanes. Both take (buf, p, x, gout, gp,
-    o, s, s_x, stride_x, stride, stride_c, ahead): the scratch buffer (rows at lane offset o: the
-    state forward, its gradient backward; then R row-major; then backward R's gradient sums),
-    the packed channels p and their gradients gp at (s, stride, stride_c), the state before the
-    token x at (s_x, stride_x) backward (forward: the states' output at (s, stride)), the readout
-    gradient gout at (s, stride), and backward the prefetch distance ``ahead``. With ``d_out``
-    the memories are read by a linear map W (H·N, d_out) whose rows for this head follow R in
-    the scratch buffer: gout is then dL/dy (d_out, T·B) of y = Wᵀ r, and dL/dr = W_h dL/dy is
-    formed here, so the (H, N, T, B) gradient is never written."""
+def _generate(n: int, ry: bool, double: bool, d_out: int = 0, bits: int = 256) -> ir.Module:
+    """IR of one token (``forward``, ``backward``) for VEC = bits / (32 or 64) lanes. Both take
+    (buf, p, x, xt, gout, gp, o, s, s_x, stride_x, stride, stride_c, ahead, s_g, stride_g,
+    ahead_g): the scratch buffer (rows at lane offset o: the state forward, its gradient backward;
+    then R row-major; then backward R's gradient sums), the packed channels p and their gradients
+    gp at (s, stride, stride_c), the state before the token x at (s_x, stride_x) backward
+    (forward: the states' output at (s, stride)), backward the state after it xt at (s, stride),
+    the readout gradient gout at (s_g, stride_g), and backward the prefetch distances ``ahead``
+    and ``ahead_g`` (gout's). With ``d_out`` the memories are read by a linear map W (H·N, d_out)
+    whose rows for this head follow R in the scratch buffer: gout is then dL/dy (T, d_out, B) of
+    y = Wᵀ r, one contiguous block per token (read by rows d_out·T·B apart, it cost the walk a
+    third of its time), and dL/dr = W_h dL/dy is formed here, so the (H, N, T, B) gradient is
+    never written."""
     d = 4**n
     rot, zx, zp = rotation_pairs(n), ry_pairs(n), damping_pairs(n)
     real = ir.DoubleType() if double else ir.FloatType()
-    vec = 4 if double else 8
+    vec = bits // (64 if double else 32)
     i64, ptr = ir.IntType(64), real.as_pointer()
     module = ir.Module(name=f"qlam_damped_n{n}{'_ry' if ry else ''}_out{d_out}")
     vty = ir.VectorType(real, vec)
@@ -99,13 +104,13 @@ def _generate(n: int, ry: bool, double: bool, d_out: int = 0) -> ir.Module:
                            "llvm.prefetch.p0")
 
     def function(name):
-        fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [ptr] * 5 + [i64] * 7), name)
-        for arg in fn.args[:5]:
+        fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [ptr] * 6 + [i64] * 10), name)
+        for arg in fn.args[:6]:
             arg.add_attribute("noalias")
         b = ir.IRBuilder(fn.append_basic_block("entry"))
         e = _Emitter(b, fn.args[0], real, vec, d * LANES, fma)
-        e.off = fn.args[5]
-        return fn.args[1:5], fn.args[6:11], e, b.ret_void, fn.args[11]
+        e.off = fn.args[6]
+        return fn.args[1:6], fn.args[7:12], e, b.ret_void, fn.args[12:]
 
     kinds = (COS, SIN, S, K, G) + ((RY, RY + 1) if ry else ())  # the packed channels
 
@@ -135,7 +140,7 @@ def _generate(n: int, ry: bool, double: bool, d_out: int = 0) -> ir.Module:
         return [e.lin([(1, e.coef(ix(i, j)), v[j]) for j in range(d)]) for i in range(d)]
 
     # forward: r ← A(ρ) R Rz(δ) [Ry(a)] r; the new state to the scratch rows and to x at s
-    (p, x_out, _, _), (s, _, _, stride, stride_c), e, close, _ = function("forward")
+    (p, x_out, _, _, _), (s, _, _, stride, stride_c), e, close, _ = function("forward")
     ch = channels(e, p, s, stride, stride_c)
     r = matvec(e, input_block(e, [e.load(i) for i in range(d)], ch))
     for q in range(n):  # damping per qubit: X, Y -> e^{-ρ/2} ·, Z -> e^{-ρ} Z + (1 - e^{-ρ}) I
@@ -150,8 +155,8 @@ def _generate(n: int, ry: bool, double: bool, d_out: int = 0) -> ir.Module:
     close()
 
     # backward: on entry the scratch rows hold dL/dr_t from later tokens; on exit dL/dr_{t-1}
-    (p, x_prev, gout, gp), (s, s_x, stride_x, stride, stride_c), e, close, ahead = \
-        function("backward")
+    (p, x_prev, x_t, gout, gp), (s, s_x, stride_x, stride, stride_c), e, close, \
+        (ahead, s_g, stride_g, ahead_g) = function("backward")
     # the walk runs to lower addresses, which the hardware prefetchers follow poorly: prefetching
     # every row it reads ``ahead`` elements back made it 1.7x faster (20.4 -> 12.2 ms, preset)
     hint = [ir.Constant(ir.IntType(32), v) for v in (0, 3, 1)]  # read, keep in cache, data
@@ -159,19 +164,27 @@ def _generate(n: int, ry: bool, double: bool, d_out: int = 0) -> ir.Module:
     for i in range(d):
         fetch(e._io(x_prev, e.b.add(s_x, ahead), stride_x, i))
     for i in range(d_out or d):
-        fetch(e._io(gout, e.b.add(s, ahead), stride, i))
+        fetch(e._io(gout, e.b.add(s_g, ahead_g), stride_g, i))
     for c in kinds:
         for q in range(n):
             fetch(e._ch(p, e.b.add(s, ahead), stride, stride_c, c, q))
     ch = channels(e, p, s, stride, stride_c)
     a = input_block(e, [e.load_io(x_prev, s_x, stride_x, i) for i in range(d)], ch)
-    u = matvec(e, a)  # the state before the damping
     if d_out:  # dL/dr_t = later tokens' + W_h dL/dy_t
-        gy = [e.load_io(gout, s, stride, k) for k in range(d_out)]
+        gy = [e.load_io(gout, s_g, stride_g, k) for k in range(d_out)]
         g = [e.lin([(1, e.coef(d * d + i * d_out + k), gy[k]) for k in range(d_out)], e.load(i))
              for i in range(d)]
     else:  # dL/dr_t = later tokens' + the readout's
-        g = [e.add(e.load(i), e.load_io(gout, s, stride, i)) for i in range(d)]
+        g = [e.add(e.load(i), e.load_io(gout, s_g, stride_g, i)) for i in range(d)]
+    r = [e.load_io(x_t, s, stride, i) for i in range(d)]  # r_t, read as the last token's x_prev
+    for q in range(n):  # dL/dρ_q = g_r · D_q r_t, D_q: (I, X, Y, Z)_q -> (0, -x/2, -y/2, i - z)
+        terms, xy = [], []  # (∂A/∂ρ_q = D_q A, so no u_t = R a_t is needed)
+        for i in range(rot.shape[1]):
+            ix, iy = rot[q, i]
+            iz, ii = zp[q, i]
+            terms.append((1, g[iz], e.sub(r[ii], r[iz])))
+            xy += [(1, g[ix], r[ix]), (1, g[iy], r[iy])]
+        e.store_ch(gp, s, stride, stride_c, 1, q, e.sub(e.lin(terms), e.mul(e.lin(xy), half)))
     for q in range(n):  # dL/du = A(ρ)ᵀ dL/dr_t
         for i in range(rot.shape[1]):
             ix, iy = rot[q, i]
@@ -179,14 +192,6 @@ def _generate(n: int, ry: bool, double: bool, d_out: int = 0) -> ir.Module:
             g[ii] = e.lin([(1, ch[G][q], g[iz])], g[ii])
             g[iz] = e.mul(g[iz], ch[K][q])
             g[ix], g[iy] = e.mul(g[ix], ch[S][q]), e.mul(g[iy], ch[S][q])
-    for q in range(n):  # dL/dρ_q = g_u · B_q u, B_q: (I, X, Y, Z)_q -> (0, -x/2, -y/2, i - z)
-        terms, xy = [], []
-        for i in range(rot.shape[1]):
-            ix, iy = rot[q, i]
-            iz, ii = zp[q, i]
-            terms.append((1, g[iz], e.sub(u[ii], u[iz])))
-            xy += [(1, g[ix], u[ix]), (1, g[iy], u[iy])]
-        e.store_ch(gp, s, stride, stride_c, 1, q, e.sub(e.lin(terms), e.mul(e.lin(xy), half)))
     acc0 = d * LANES + d * d + d * d_out  # after rows, R, W_h: dL/dR += g_u a_tᵀ, VEC wide (all
     # calls of a task add into the same VEC lanes: 8 KB at n = 2 where LANES wide took 32 KB)
     for i in range(d):
@@ -227,23 +232,25 @@ def _generate(n: int, ry: bool, double: bool, d_out: int = 0) -> ir.Module:
 
 
 @lru_cache(maxsize=None)
-def _compiled(n: int, ry: bool, double: bool, d_out: int = 0) -> tuple[int, int, int]:
-    """Addresses of the compiled token functions (forward, backward) and the SIMD width."""
-    address = jit(_generate(n, ry, double, d_out))
-    return address("forward"), address("backward"), 4 if double else 8
+def _compiled(n: int, ry: bool, double: bool, d_out: int = 0,
+              bits: int = 256) -> tuple[int, int, int]:
+    """Addresses of the compiled token functions (forward, backward) and the lanes per vector."""
+    address = jit(_generate(n, ry, double, d_out, bits))
+    return address("forward"), address("backward"), bits // (64 if double else 32)
 
 
 if numba is not None:
 
     @intrinsic
-    def _call(typingctx, fn, buf, p, x, gout, gp, o, s, s_x, stride_x, stride, stride_c, ahead):
+    def _call(typingctx, fn, buf, p, x, xt, gout, gp, o, s, s_x, stride_x, stride, stride_c,
+              ahead, s_g, stride_g, ahead_g):
         """Call the compiled token function at address fn (``_generate``'s signature)."""
-        sig = types.void(types.intp, buf, p, x, gout, gp, *[types.intp] * 7)
+        sig = types.void(types.intp, buf, p, x, xt, gout, gp, *[types.intp] * 10)
 
         def codegen(context, builder, signature, args):
-            ptrs = [_data(context, builder, t, v) for t, v in zip(signature.args[1:6], args[1:6])]
-            fnty = ir.FunctionType(ir.VoidType(), [q.type for q in ptrs] + [ir.IntType(64)] * 7)
-            builder.call(builder.inttoptr(args[0], fnty.as_pointer()), ptrs + list(args[6:]))
+            ptrs = [_data(context, builder, t, v) for t, v in zip(signature.args[1:7], args[1:7])]
+            fnty = ir.FunctionType(ir.VoidType(), [q.type for q in ptrs] + [ir.IntType(64)] * 10)
+            builder.call(builder.inttoptr(args[0], fnty.as_pointer()), ptrs + list(args[7:]))
             return context.get_dummy_value()
 
         return sig, codegen
@@ -265,18 +272,21 @@ if numba is not None:
             for t in range(n_t):
                 for o in range(0, LANES, vec):
                     s = t * n_b + b0 + o
-                    _call(fn, buf, ph, oh, oh, ph, o, s, s, stride, stride, stride_c, 0)
+                    _call(fn, buf, ph, oh, oh, oh, ph, o, s, s, stride, stride, stride_c, 0, 0, 0,
+                          0)
 
     @njit(parallel=True, cache=True)
     def _backward(fn, vec, r0x, p, coef, states, g_out, gp, g_m):  # pragma: no cover - compiled
         """Reverse walk of ``_forward``: r0x (N·LANES,) the start state on every lane, states
-        (H, N, T, B) and dL/dstates g_out (H, N, T, B), or dL/dy (1, d_out, T, B) when the
+        (H, N, T, B) and dL/dstates g_out (H, N, T, B), or dL/dy (1, T, d_out, B) when the
         coefficients hold a readout map -> the channels' gradients into gp (C', H, n, T, B) (δ, ρ
         [, a]) and per task dL/dR into g_m (tasks, N·N): float32 sums of at most 32 tokens
         in the scratch buffer, added into float64 in a fixed order."""
         n_head, n_d, n_t, n_b = states.shape
         n_blk = n_b // LANES
         stride, stride_c = n_t * n_b, p.shape[1] * p.shape[2] * n_t * n_b
+        read = coef.shape[1] > n_d * n_d  # g_out[0] is dL/dy (T, d_out, B): a block per token
+        step_g, stride_g = (g_out.shape[2] * n_b, n_b) if read else (n_b, stride)
         for task in prange(n_head * n_blk):
             h, b0 = task // n_blk, (task % n_blk) * LANES
             n_acc = n_d * n_d * vec
@@ -290,13 +300,14 @@ if numba is not None:
                     for a in range(n_acc):
                         total[a] += buf[acc0 + a]
                         buf[acc0 + a] = 0.0
-                ahead = -min(t - 1, AHEAD) * n_b  # the rows AHEAD tokens on
+                ahead = -min(t - 1, AHEAD)  # the rows AHEAD tokens on
                 for o in range(0, LANES, vec):
                     s = t * n_b + b0 + o
-                    _call(fn, buf, ph, sh, gh, gph, o, s, s - n_b, stride, stride, stride_c,
-                          ahead)
+                    _call(fn, buf, ph, sh, sh, gh, gph, o, s, s - n_b, stride, stride, stride_c,
+                          ahead * n_b, t * step_g + b0 + o, stride_g, ahead * step_g)
             for o in range(0, LANES, vec):  # the first token: the state before it is r0
-                _call(fn, buf, ph, r0x, gh, gph, o, b0 + o, o, LANES, stride, stride_c, 0)
+                _call(fn, buf, ph, r0x, sh, gh, gph, o, b0 + o, o, LANES, stride, stride_c, 0,
+                      b0 + o, stride_g, 0)
             for a in range(n_acc):
                 total[a] += buf[acc0 + a]
             for j in range(n_d * n_d):
@@ -343,7 +354,7 @@ class _Damped(torch.autograd.Function):
         match_threads()
         dtype, n = m.dtype, z.shape[2]
         d_out = 0 if w is None else w.shape[1]
-        fw, bw, vec = _compiled(n, ry, dtype == torch.float64, d_out)
+        fw, bw, vec = _compiled(n, ry, dtype == torch.float64, d_out, vector_bits())
         p, rho = pack(z, rate, ry, log_rates, dtype)  # (C, H, n, T, B)
         _, h, _, t, b = p.shape
         out = torch.empty(h, m.shape[-1], t, b, dtype=dtype)  # (H, N, T, B)
@@ -368,12 +379,12 @@ class _Damped(torch.autograd.Function):
         d = states.shape[1]
         read = coef.shape[1] > d * d
         g = g_out.to(states.dtype)  # (H, N, T, B), or dL/dy (T, B, d_out) with a readout
-        gk = g.reshape(t * b, -1).T.contiguous() if read else g.contiguous()  # the kernel's rows
+        gk = g.transpose(1, 2).contiguous() if read else g.contiguous()  # (T, d_out, B) or rows
         gp = torch.empty(3 if ctx.ry else 2, h, n, t, b, dtype=states.dtype)  # g_δ, g_ρ[, g_a]
         g_m = torch.empty(h * (b // LANES), d * d, dtype=torch.float64)  # dL/dR per task
         r0x = r0.to(states.dtype).repeat_interleave(LANES).contiguous()
         _backward(ctx.bw, ctx.vec, r0x.numpy(), p.numpy(), coef.numpy(), states.numpy(),
-                  (gk.view(1, -1, t, b) if read else gk).numpy(), gp.numpy(), g_m.numpy())
+                  (gk[None] if read else gk).numpy(), gp.numpy(), g_m.numpy())
         g_m = g_m.view(h, -1, d, d).sum(1).to(states.dtype)  # Σ_t g_u a_tᵀ (H, N, N)
         g_rate = None
         if ctx.rate_shape is not None:  # broadcast rates: their gradient summed, z without them

@@ -1,6 +1,7 @@
 """The generated damped kernel (backends/engine/damped_fused.py) against the plain-autograd
-reference: states and every gradient, in both precisions, with and without RY inputs, per-token
-and broadcast rates, ragged batches; bit-identical across calls and thread counts."""
+reference: states and every gradient, in both precisions and both SIMD widths, with and without
+RY inputs, per-token and broadcast rates, ragged batches; bit-identical across calls and thread
+counts."""
 
 from __future__ import annotations
 
@@ -17,6 +18,15 @@ from kernelpaths import assert_relatively_close, assert_same_bits_across_threads
 pytestmark = pytest.mark.skipif(not damped_fused.supports(1),
                                 reason="numba is not importable: the layer runs the reference")
 TOL = {torch.float64: 1e-10, torch.float32: 1e-5}
+
+
+@pytest.fixture(autouse=True, params=["256", "512"], ids=["v256", "v512"])
+def vector_bits(request, monkeypatch):
+    """Every test at both SIMD widths: LLVM splits 512-bit vectors where the CPU lacks AVX-512,
+    so both code shapes run on any machine."""
+    monkeypatch.setenv("QLAM_VECTOR_BITS", request.param)
+    assert damped_fused.vector_bits() == int(request.param)
+    return int(request.param)
 
 
 def _case(n: int, t: int, b: int, h: int, dtype: torch.dtype, ry: bool, per_token: bool = True):
