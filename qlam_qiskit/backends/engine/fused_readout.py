@@ -14,19 +14,18 @@ sums the gradients of the mixing unitaries, the diagonals and the axis products 
 The input phases come in relative form, δ_q = α[q, 1] - α[q, 0] (the phase of |1⟩ against |0⟩ on
 qubit q): the dropped Σ_q α[q, 0] is a global phase per token, which no readout sees.
 
-How: for a cell shape (qubits, mixing layers, Z terms, queries, precision) ``_generate`` writes
-the token update as straight-line LLVM IR on SIMD vectors of VEC lanes (llvmlite, which numba
-ships): no loop per gate or amplitude, per-head coefficients broadcast where used, inputs and
-readouts loaded and stored in place in the torch tensors. Three functions: ``forward``;
-``read_back`` and ``mix_back``, which walk one token back (split so that fewer values are live at
-once). They compile in about a second, once per process and shape. A numba ``prange`` driver
-(compiled once, cached on disk) runs the tasks, one head and ``LANES`` samples each, calling them
-token by token. Layouts are time-and-batch minor, those of a GEMM over (T·B) columns: phases
-δ (H, n, T, B), readouts (H, K, M, T, B). Determinism: no fast-math flags, every sum in a fixed
-order, multiply-adds as explicit ``llvm.fma`` (one IEEE rounding, not left to the compiler), task
-sums reduced in a fixed order: the same bits on every run, at any thread count.
-``product.product_readout_ref`` is the same function in plain autograd.
-"""
+How: for a cell shape (qubits, mixing layers, Z terms, queries, precision) ``_generate`` writes the
+token update as straight-line LLVM IR on SIMD vectors of VEC lanes (``vector_bits``: 16 float32
+lanes with AVX-512, else 8; llvmlite, which numba ships): no loop per gate or amplitude, per-head
+coefficients broadcast where used, inputs and readouts loaded and stored in place in the torch
+tensors. Three functions: ``forward``; ``read_back`` and ``mix_back``, which walk one token back
+(split so that fewer values are live at once). They compile in about a second, once per process and
+shape. A numba ``prange`` driver (compiled once, cached on disk) runs the tasks, one head and
+``LANES`` samples each, calling them token by token. Layouts are time-and-batch minor, those of a
+GEMM over (T·B) columns: phases δ (H, n, T, B), readouts (H, K, M, T, B). Determinism: no fast-math
+flags, every sum in a fixed order, multiply-adds as explicit ``llvm.fma`` (one IEEE rounding, not
+left to the compiler), task sums reduced in a fixed order: the same bits on every run, at any
+thread count. ``product.product_readout_ref`` is the same function in plain autograd. """
 
 from __future__ import annotations
 
@@ -267,7 +266,7 @@ def _rows(n: int, layers: int, n_coef_a: int) -> dict[str, int]:
 
 
 def _generate(n: int, layers: int, queries: int, terms: tuple[tuple[int, ...], ...],
-              double: bool) -> tuple[ir.Module, dict[str, int]]:
+              double: bool, bits: int = 256) -> tuple[ir.Module, dict[str, int]]:
     """The IR module of this cell shape's token functions (``forward``; ``read_back`` then
     ``mix_back`` walk one token back), each for VEC lanes of a task's scratch rows."""
     d, m = 2**n, len(terms)
@@ -283,7 +282,7 @@ def _generate(n: int, layers: int, queries: int, terms: tuple[tuple[int, ...], .
     ae = lambda l_, i, c: rows["acc"] + ce(l_, i, c)
     aa = lambda k, j: rows["acc"] + ca(k, j)
     real = ir.DoubleType() if double else ir.FloatType()
-    vec = 4 if double else 8
+    vec = bits // (64 if double else 32)
     i64, ptr = ir.IntType(64), real.as_pointer()
     module = ir.Module(name=f"qlam_fused_n{n}")
     vty = ir.VectorType(real, vec)
@@ -435,9 +434,10 @@ _ENGINES: list = []  # compiled code must outlive every call into it
 
 
 def vector_bits() -> int:
-    """SIMD width of the generated damped kernel: 512 bits where the CPU has AVX-512 (its backward
-    ran 1.35× faster in cache than at 256 on a Xeon), else 256. $QLAM_VECTOR_BITS (256 or 512)
-    overrides it: LLVM splits 512-bit vectors on smaller hardware, so tests run both widths."""
+    """SIMD width of the generated kernels (this one's and ``damped_fused``'s): 512 bits where the
+    CPU has AVX-512, else 256. On a Xeon 512 made the damped backward 1.35× faster in cache and
+    the pure preset's whole step 3-5 % faster. $QLAM_VECTOR_BITS (256 or 512) overrides it: LLVM
+    splits 512-bit vectors on smaller hardware, so tests run both widths on any machine."""
     env = os.environ.get("QLAM_VECTOR_BITS")
     if env in ("256", "512"):
         return int(env)
@@ -497,9 +497,9 @@ def jit(module: ir.Module):
 
 @lru_cache(maxsize=None)
 def _compiled(n: int, layers: int, queries: int, terms: tuple[tuple[int, ...], ...],
-              double: bool) -> tuple[int, tuple[int, int], dict[str, int]]:
+              double: bool, bits: int = 256) -> tuple[int, tuple[int, int], dict[str, int]]:
     """Addresses of the compiled token functions (forward; read_back, mix_back) and the rows."""
-    module, rows = _generate(n, layers, queries, terms, double)
+    module, rows = _generate(n, layers, queries, terms, double, bits)
     address = jit(module)
     return address("forward"), (address("read_back"), address("mix_back")), rows
 
@@ -608,7 +608,8 @@ class _FusedReadout(torch.autograd.Function):
     def forward(ctx, x0: Tensor, delta: Tensor, coef: Tensor, shape: tuple, every: int) -> Tensor:
         n, layers, queries, terms = shape
         h, _, t_len, b = delta.shape  # b: a multiple of LANES
-        fw, bw, rows = _compiled(n, layers, queries, terms, delta.dtype == torch.float64)
+        fw, bw, rows = _compiled(n, layers, queries, terms, delta.dtype == torch.float64,
+                                 vector_bits())
         pc, ps = torch.cos(delta), torch.sin(delta)  # (H, n, T, B): vectorized trig, once
         y = torch.empty((h, queries * len(terms), t_len, b), dtype=delta.dtype)
         keep = torch.empty((t_len // every if every else 0,) + x0.shape, dtype=x0.dtype)

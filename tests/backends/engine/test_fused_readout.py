@@ -68,7 +68,11 @@ CELLS = [(CellConfig(qubits=3), "pairs", 2),  # the default model's memory
                          ids=["c128", "c64"])
 @pytest.mark.parametrize("cell", CELLS, ids=lambda c: f"n{c[0].qubits}-{c[1]}-k{c[2]}")
 @pytest.mark.parametrize("batch", [1, 5, 33])  # ragged: lanes do not divide the batch evenly
-def test_fused_readout_matches_reference_values_and_gradients(cell, batch, dtype, tol):
+@pytest.mark.parametrize("bits", ["256", "512"])  # LLVM splits 512-bit vectors where AVX-512 lacks
+def test_fused_readout_matches_reference_values_and_gradients(cell, batch, dtype, tol, bits,
+                                                              monkeypatch):
+    monkeypatch.setenv("QLAM_VECTOR_BITS", bits)
+    assert fused_readout.vector_bits() == int(bits)
     cfg, correlators, queries = cell
     args, ro = _case(cfg, correlators, queries, 37, 2, batch, dtype)  # anchors at 32: a restart
     got = _value_and_grads(fused_readout.product_readout, args, ro)
