@@ -51,6 +51,27 @@ def test_transfer_matrices_match_qiskit(n):
     assert torch.allclose(plus_state(n), pauli_vector(DensityMatrix.from_label("+" * n), n), atol=ATOL)
 
 
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_transfer_and_observables_equal_their_references_with_gradients(n):
+    """The GEMM form of the PTM (``unitary_transfer``) and the product-form readout observables
+    against the einsum and D × D forms: values and gradients."""
+    u = torch.linalg.qr(torch.randn(4, 2**n, 2**n, dtype=torch.complex128))[0].requires_grad_()
+    wr = torch.randn(4, 4**n, 4**n, dtype=torch.float64)
+    runs = []
+    for fn in (transfer.unitary_transfer, transfer.unitary_transfer_ref):
+        r = fn(u, pauli_matrices(n))
+        runs.append([r.detach(), *torch.autograd.grad((r * wr).sum(), u)])
+    assert_relatively_close(("R", "g_u"), *runs, ATOL)
+    layer = DampedQLAMLayer(3, 4, heads=3, cell=CellConfig(qubits=n), queries=2,
+                            correlators="all", dtype="complex128")
+    wo = torch.randn(layer.observables().shape, dtype=torch.float64)
+    runs = []
+    for fn in (layer.observables, layer.observables_ref):
+        o = fn()
+        runs.append([o.detach(), *torch.autograd.grad((o * wo).sum(), layer.basis)])
+    assert_relatively_close(("observables", "g_basis"), *runs, ATOL)
+
+
 def _scan_case(n: int, t: int, b: int, h: int, dtype: torch.dtype):
     g = torch.Generator().manual_seed(n * 100 + b)
     theta = torch.randn(t, b, h, n, dtype=dtype, generator=g, requires_grad=True)
