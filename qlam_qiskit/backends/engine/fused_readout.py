@@ -435,9 +435,10 @@ _ENGINES: list = []  # compiled code must outlive every call into it
 
 def vector_bits() -> int:
     """SIMD width of the generated kernels (this one's and ``damped_fused``'s): 512 bits where the
-    CPU has AVX-512, else 256. On a Xeon 512 made the damped backward 1.35× faster in cache and
-    the pure preset's whole step 3-5 % faster. $QLAM_VECTOR_BITS (256 or 512) overrides it: LLVM
-    splits 512-bit vectors on smaller hardware, so tests run both widths on any machine."""
+    CPU has AVX-512, else 256. On a Xeon 512 made the damped layer about 4 % faster
+    (benchmarks/damped_kernel.py) and the pure preset's whole step 3-5 % faster.
+    $QLAM_VECTOR_BITS (256 or 512) overrides it: LLVM splits 512-bit vectors on smaller
+    hardware, so tests run both widths on any machine."""
     env = os.environ.get("QLAM_VECTOR_BITS")
     if env in ("256", "512"):
         return int(env)
