@@ -25,7 +25,8 @@ shape. A numba ``prange`` driver (compiled once, cached on disk) runs the tasks,
 GEMM over (T·B) columns: phases δ (H, n, T, B), readouts (H, K, M, T, B). Determinism: no fast-math
 flags, every sum in a fixed order, multiply-adds as explicit ``llvm.fma`` (one IEEE rounding, not
 left to the compiler), task sums reduced in a fixed order: the same bits on every run, at any
-thread count. ``product.product_readout_ref`` is the same function in plain autograd. """
+thread count. ``product.product_readout_ref`` is the same function in plain autograd.
+"""
 
 from __future__ import annotations
 
