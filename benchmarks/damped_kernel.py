@@ -88,7 +88,7 @@ def main() -> None:
     DampedQLAMLayer.generated = generated
     os.environ.pop("QLAM_VECTOR_BITS", None)
 
-    avx512 = "+avx512f" in llvm.get_host_cpu_features().flatten().split(",")
+    avx512 = damped_fused.vector_bits() == 512  # the CPU's own choice, without the override
     print(f"one damped layer of the sMNIST preset: T={a.seq}, B={a.batch}, {cfg.heads} memories "
           f"of {cfg.qubits} qubits, float32, {a.threads} thread(s), {a.rounds} rounds of "
           f"{a.steps} calls; CPU {'with' if avx512 else 'without'} AVX-512 "

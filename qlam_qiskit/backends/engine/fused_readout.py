@@ -443,7 +443,14 @@ def vector_bits() -> int:
     env = os.environ.get("QLAM_VECTOR_BITS")
     if env in ("256", "512"):
         return int(env)
-    return 512 if "+avx512f" in llvm.get_host_cpu_features().flatten().split(",") else 256
+    return 512 if _has_avx512() else 256
+
+
+@lru_cache(maxsize=None)
+def _has_avx512() -> bool:
+    """Whether the CPU has AVX-512: asked once (LLVM's feature query takes 0.3 ms, and every
+    kernel call asks for the width)."""
+    return "+avx512f" in llvm.get_host_cpu_features().flatten().split(",")
 
 
 def _cache_dir() -> Path | None:
