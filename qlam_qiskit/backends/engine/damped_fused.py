@@ -276,16 +276,16 @@ if numba is not None:
                           0)
 
     @njit(parallel=True, cache=True)
-    def _backward(fn, vec, r0x, p, coef, states, g_out, gp, g_m):  # pragma: no cover - compiled
+    def _backward(fn, vec, r0x, p, coef, states, g_out, gp, g_m,
+                  read):  # pragma: no cover - compiled
         """Reverse walk of ``_forward``: r0x (N·LANES,) the start state on every lane, states
-        (H, N, T, B) and dL/dstates g_out (H, N, T, B), or dL/dy (1, T, d_out, B) when the
-        coefficients hold a readout map -> the channels' gradients into gp (C', H, n, T, B) (δ, ρ
-        [, a]) and per task dL/dR into g_m (tasks, N·N): float32 sums of at most 32 tokens
-        in the scratch buffer, added into float64 in a fixed order."""
+        (H, N, T, B) and dL/dstates g_out (H, N, T, B), or with ``read`` (the coefficients hold
+        a readout map) dL/dy (1, T, d_out, B), a block per token -> the channels' gradients into
+        gp (C', H, n, T, B) (δ, ρ [, a]) and per task dL/dR into g_m (tasks, N·N): float32 sums
+        of at most 32 tokens in the scratch buffer, added into float64 in a fixed order."""
         n_head, n_d, n_t, n_b = states.shape
         n_blk = n_b // LANES
         stride, stride_c = n_t * n_b, p.shape[1] * p.shape[2] * n_t * n_b
-        read = coef.shape[1] > n_d * n_d  # g_out[0] is dL/dy (T, d_out, B): a block per token
         step_g, stride_g = (g_out.shape[2] * n_b, n_b) if read else (n_b, stride)
         for task in prange(n_head * n_blk):
             h, b0 = task // n_blk, (task % n_blk) * LANES
@@ -384,7 +384,7 @@ class _Damped(torch.autograd.Function):
         g_m = torch.empty(h * (b // LANES), d * d, dtype=torch.float64)  # dL/dR per task
         r0x = r0.to(states.dtype).repeat_interleave(LANES).contiguous()
         _backward(ctx.bw, ctx.vec, r0x.numpy(), p.numpy(), coef.numpy(), states.numpy(),
-                  (gk[None] if read else gk).numpy(), gp.numpy(), g_m.numpy())
+                  (gk[None] if read else gk).numpy(), gp.numpy(), g_m.numpy(), read)
         g_m = g_m.view(h, -1, d, d).sum(1).to(states.dtype)  # Σ_t g_u a_tᵀ (H, N, N)
         g_rate = None
         if ctx.rate_shape is not None:  # broadcast rates: their gradient summed, z without them
