@@ -9,16 +9,42 @@ baseline), and the generated kernel (``damped_fused.py``) at 256 and at 512 bits
 (``QLAM_VECTOR_BITS``; where the CPU lacks AVX-512, LLVM splits the 512-bit vectors). For each:
 the kernel call alone (``damped_read`` on the layer's stacked inputs), forward and backward, and
 the whole layer forward + backward. Medians over rounds, and each path's speed-up over numba.
+Last, how close the generated kernel runs to the machine: its arithmetic (the floating-point
+operations in the generated code, per lane and token, times lanes, tokens and memories, plus the
+readout GEMMs), the rate the kernel calls achieve, and the rate MKL's SGEMM achieves on the
+readout's own shape in the same run, the best this CPU does on dense float32 work of that size.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import time
 
 import torch
+
+
+def ir_flops(module: str, name: str) -> int:
+    """Floating-point operations per lane in the generated function ``name`` of an LLVM module's
+    text: a fused multiply-add counts 2, a multiply, add or subtract 1 (each instruction works on
+    one vector of lanes, so its count is per lane)."""
+    body = re.search(rf'define [^@]*@"?{name}"?\(.*?\n}}', module, re.S).group(0)
+    ops = lambda pat: len(re.findall(pat, body))  # noqa: E731
+    return 2 * ops(r"call [^@]*@\"?llvm\.fma") + ops(r"= f(?:mul|add|sub) ")
+
+
+def sgemm_rate(m: int, k: int, n: int, reps: int = 20) -> float:
+    """GFLOP/s of a float32 (m, k) @ (k, n) product on this machine (median of ``reps``)."""
+    a, b = torch.randn(m, k), torch.randn(k, n)
+    a @ b
+    runs = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        a @ b
+        runs.append(time.perf_counter() - t0)
+    return 2 * m * k * n / statistics.median(runs) / 1e9
 
 
 def main() -> None:
@@ -104,6 +130,23 @@ def main() -> None:
         print(f"| {name} | {f} | {b} | {m['layer'] * 1e3:.1f} | {base / m['layer']:.2f}× |")
     print("\nlayer × numba = the numba path's median ÷ the row's (higher is faster). Rounds "
           "interleave the paths, so a slow phase of the machine hits all of them.")
+
+    # The arithmetic of one kernel call, forward and backward, at the CPU's own width.
+    ir = str(damped_fused._generate(cfg.qubits, layer.ry, False, cfg.d_model,
+                                    damped_fused.vector_bits()))
+    lanes = -(-a.batch // damped_fused.LANES) * damped_fused.LANES * a.seq * cfg.heads
+    gemm = 2 * a.batch * a.seq * cfg.heads * 4 ** cfg.qubits * cfg.d_model  # r W, or r dL/dy
+    flops = {"fwd": ir_flops(ir, "forward") * lanes + gemm,
+             "bwd": ir_flops(ir, "backward") * lanes + gemm}
+    own = med[f"generated, {damped_fused.vector_bits()}-bit"]
+    peak = sgemm_rate(a.batch * a.seq, cfg.heads * 4 ** cfg.qubits, cfg.d_model)
+    rate = sum(flops.values()) / (own["fwd"] + own["bwd"]) / 1e9
+    print(f"\nkernel calls' arithmetic: {flops['fwd'] / 1e9:.2f} GFLOP forward, "
+          f"{flops['bwd'] / 1e9:.2f} backward (the generated code's floating-point operations, "
+          f"{ir_flops(ir, 'forward')} and {ir_flops(ir, 'backward')} per lane and token, and "
+          f"the readout GEMMs); achieved {rate:.0f} GFLOP/s, against {peak:.0f} GFLOP/s for "
+          f"SGEMM on the readout's shape ({a.batch * a.seq} × {cfg.heads * 4 ** cfg.qubits} × "
+          f"{cfg.d_model}) in the same run: {rate / peak:.0%} of it")
 
 
 if __name__ == "__main__":
