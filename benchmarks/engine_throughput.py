@@ -53,7 +53,6 @@ if ARGS is not None:  # before numpy/torch/Aer start their thread pools
         os.environ[var] = str(ARGS.threads)
 
 import datetime as _dt  # noqa: E402
-import json  # noqa: E402
 import platform  # noqa: E402
 import resource  # noqa: E402
 import statistics  # noqa: E402
@@ -68,6 +67,7 @@ from qlam_qiskit.backends.engine import ReadoutEngine, SequenceEngine  # noqa: E
 from qlam_qiskit.circuits.cell import CellConfig, init_circuit, qlam_cell  # noqa: E402
 from qlam_qiskit.circuits.readout import qlam_readout, z_observables  # noqa: E402
 from qlam_qiskit.circuits.sequence import qlam_sequence  # noqa: E402
+from qlam_qiskit.io import save_json  # noqa: E402
 
 K = 2  # readout queries
 H = 1  # one quantum memory
@@ -307,9 +307,8 @@ def main(args: argparse.Namespace) -> int:
           f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
     if args.out:
-        with open(args.out, "w") as f:
-            json.dump(dict(timestamp=stamp, threads=torch.get_num_threads(),
-                           cpu_count=os.cpu_count(), argv=sys.argv, rows=rows), f, indent=1)
+        save_json(dict(timestamp=stamp, threads=torch.get_num_threads(),
+                       cpu_count=os.cpu_count(), argv=sys.argv, rows=rows), args.out)
         print(f"wrote {args.out}")
     return 0
 

@@ -40,7 +40,6 @@ if SIMULATE:  # before numba is imported (qlam_qiskit imports it)
     sys.setswitchinterval(5e-5)  # simulated CUDA threads hand over the GIL often
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import math  # noqa: E402
 import time  # noqa: E402
 from dataclasses import replace  # noqa: E402
@@ -55,6 +54,7 @@ from qlam_qiskit.backends.engine.gpu.cases import (GPU_CASES, SIMULATE_CASES,  #
                                                    run_all, signs)
 from qlam_qiskit.backends.engine.product import input_angles  # noqa: E402
 from qlam_qiskit.circuits.cell import CellConfig, init_circuit, qlam_cell  # noqa: E402
+from qlam_qiskit.io import save_json  # noqa: E402
 from qlam_qiskit.models.qlam import ModelConfig, QLAMClassifier, QLAMLayer  # noqa: E402
 
 Tensor = torch.Tensor
@@ -467,8 +467,7 @@ def main() -> int:
     print(f"gpu_check: {COUNTS['PASS']} PASS, {COUNTS['FAIL']} FAIL, {COUNTS['SKIP']} SKIP in "
           f"{time.perf_counter() - clock.start:.0f} s", flush=True)
     if args.out:
-        with open(args.out, "w") as fh:
-            json.dump(RESULTS, fh, indent=1)
+        save_json(RESULTS, args.out)  # atomic, into a folder made for it
     return 1 if failed else 0
 
 
