@@ -248,12 +248,14 @@ def main(argv=None) -> None:
         spec = json.loads(args.worker)
         print(json.dumps(_profile_worker(spec) if spec.get("profile") else _worker(spec)))
         return
+    from qlam_qiskit.errors import StorageError  # here, not at the top: a worker imports the
+    from qlam_qiskit.io import check_writable, save_json  # qlam_qiskit of its own checkout
+
     if args.out:  # refused now, not after the whole run
         try:
-            Path(args.out).resolve().parent.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            sys.exit(f"error: cannot write --out {args.out} ({err.strerror}): give a path in a "
-                     "folder you can write")
+            check_writable(Path(args.out).absolute().parent)
+        except StorageError as err:
+            sys.exit(f"error: cannot write --out {args.out}; {err}")
     seqs = [int(s) for s in args.seq.split(",")]
     if args.profile:
         _profile(args, seqs[0] if args.seq != "196,784,1024" else 784)
@@ -300,11 +302,9 @@ def main(argv=None) -> None:
     rows = _table(results, args, widths)
     print(f"load average at end: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
     if args.out:
-        from qlam_qiskit.io import save_json  # atomic: a failed write keeps no half file
-
         save_json({"threads": args.threads, "batch": args.batch, "previous": prev_commit,
                    "rows": rows, "raw": {f"{m}@T{t}": v for (m, t), v in results.items()}},
-                  args.out)
+                  args.out)  # atomically, into a folder it makes
 
 
 def _preset_of(path: str, t_len: int) -> dict:
